@@ -1,0 +1,1 @@
+"""pmaintd: predictive maintenance for fleets."""
