@@ -6,7 +6,6 @@ Exit codes: 0 ok, 1 the command ran but failed (e.g. a collector failed), 2 bad 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,7 +92,10 @@ def print_json(obj: object) -> None:
     help="State directory; else $PMAINTD_STATE_DIR, else /var/lib/pmaintd (root) or $XDG_STATE_HOME/pmaintd.",
 )
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default=None, help="Override [daemon] log_level."
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Override [daemon] log_level.",
 )
 @click.version_option(package_name="pmaintd")
 @click.pass_context

@@ -214,7 +214,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if fld is None:
             return []
         ann = fld.annotation
-        for cand in getattr(ann, "__args__", ()) + (ann,):
+        for cand in (*getattr(ann, "__args__", ()), ann):
             if isinstance(cand, type) and issubclass(cand, BaseModel):
                 current = cand
                 break

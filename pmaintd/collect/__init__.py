@@ -10,7 +10,6 @@ which the daemon awaits on its event loop instead.
 from __future__ import annotations
 
 import importlib
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
