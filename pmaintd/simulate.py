@@ -93,6 +93,12 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
     causes = ["dram_uncorrectable" if rng.random() < 0.6 else "oom" for _ in hosts]
     failures = [Failure("host", h, t, causes[i]) for i, (h, t) in enumerate(zip(hosts, host_fail, strict=True)) if t]
     failures += [Failure("network", ln, t, "link_down") for ln, t in zip(links, link_fail, strict=True) if t]
+    # A disk that would fail after its host has failed is never seen failing: it goes with the host.
+    host_fail_of = dict(zip(hosts, host_fail, strict=True))
+    disk_fail = [
+        None if t is None or (host_fail_of[h] is not None and host_fail_of[h] <= t) else t
+        for (h, _s), t in zip(disks, disk_fail, strict=True)
+    ]
     failures += [Failure("disk", s, t, "disk_failed") for (_h, s), t in zip(disks, disk_fail, strict=True) if t]
     seed = spec.seed
 
@@ -168,7 +174,8 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
                 )
             if k % max(1, 3600 // spec.step_s) == 0:  # SMART hourly, as smartd-like polling would
                 for d, (h, serial) in enumerate(disks):
-                    if disk_fail[d] is not None and t >= disk_fail[d]:
+                    hf = host_fail_of[h]
+                    if (disk_fail[d] is not None and t >= disk_fail[d]) or (hf is not None and t >= hf):
                         continue
                     ramp = _ramp(t, disk_fail[d], spec.precursor_hours * 3)
                     realloc[d] += r.poisson(0.0005 + 20 * ramp)

@@ -51,7 +51,7 @@ class Point:
     def __post_init__(self) -> None:
         if not self.measurement:
             raise ValueError("a Point needs a measurement name")
-        clean = {k: v for k, v in self.fields.items() if _storable(v)}
+        clean = {k: v for k, v in ((k, _native(v)) for k, v in self.fields.items()) if _storable(v)}
         if not clean:
             raise ValueError(f"a {self.measurement} Point needs at least one storable field")
         object.__setattr__(self, "fields", clean)
@@ -72,6 +72,14 @@ class Point:
         t = obj.get("time")
         ts = parse_time(t) if isinstance(t, str) else int(t) if isinstance(t, int) else now_ns()
         return cls(str(obj["measurement"]), dict(obj.get("tags") or {}), dict(obj["fields"]), ts)  # type: ignore[arg-type]
+
+
+def _native(v: object) -> object:
+    """numpy/polars scalars -> the Python int/float/bool they hold, so every store sees plain types."""
+    if type(v) in (int, float, bool, str) or v is None:
+        return v
+    item = getattr(v, "item", None)
+    return item() if callable(item) else v
 
 
 def _storable(v: object) -> bool:
