@@ -1,0 +1,173 @@
+"""The `diskio` collector: /proc/diskstats with Telegraf's inputs.diskio names and units.
+
+Measurement `diskio`, one point per block device, counters raw (rates are a feature-time concern):
+reads, writes, merged_reads, merged_writes (operations); read_bytes, write_bytes (bytes: sectors * 512);
+read_time, write_time, io_time, weighted_io_time (ms); iops_in_progress (gauge); and where the kernel
+reports them (4.18+ / 5.5+) discards, merged_discards, discard_bytes, discard_time, flushes, flush_time.
+
+Tags: `name` (kernel name) and `host`; whole disks also carry their identity, because a device name moves
+between boots and a disk is identified by serial or WWN:
+  `serial`     Telegraf's diskio tag: udev's ID_SERIAL (model_serial), else the bare serial from sysfs;
+  `serial_no`  the bare serial as smartctl reports it (udev ID_SERIAL_SHORT, else sysfs), matching
+               `smart_device.serial_no` so diskio and SMART join on the same entity;
+  `wwn`        the World Wide Name as Telegraf's smart plugin writes it (hex, no `0x`/`naa.` prefix).
+Partitions carry no identity tags: their I/O is part of their disk's, and a naive group-by on serial
+would otherwise count it twice. Identity is read from udev's database and sysfs through the transport
+(so it works over SSH too) and cached for `IDENTITY_TTL_S` per device.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+import time
+from collections.abc import Sequence
+
+from pmaintd.collect import CollectError, Collector, Target, register
+from pmaintd.collect.procfs import SECTOR_BYTES, DiskStats, ParseError, parse_diskstats, parse_udev_db
+from pmaintd.collect.targets import machine_targets
+from pmaintd.collect.transport import Transport
+from pmaintd.config import Config, DiskioConfig
+from pmaintd.telemetry import DISKIO, FieldValue, Point, now_ns
+
+log = logging.getLogger(__name__)
+
+IDENTITY_TTL_S = 600.0
+"""How long a device's serial/WWN is trusted before it is read again (a hot-swap reuses the name)."""
+
+_VIRTUAL_RE = re.compile(r"^(loop|ram|zram)\d+$")
+"""Devices with no hardware behind them: nothing there can fail the way a disk does."""
+
+_SECTOR_FIELDS = {  # every other diskstats counter keeps its name (see procfs.DISKSTATS_COUNTERS)
+    "read_sectors": "read_bytes",
+    "write_sectors": "write_bytes",
+    "discard_sectors": "discard_bytes",
+}
+
+
+def diskio_fields(counters: dict[str, int]) -> dict[str, FieldValue]:
+    """Telegraf's field names for one diskstats line; sector counts become bytes."""
+    out: dict[str, FieldValue] = {}
+    for key, value in counters.items():
+        if key in _SECTOR_FIELDS:
+            out[_SECTOR_FIELDS[key]] = value * SECTOR_BYTES
+        else:
+            out[key] = value
+    return out
+
+
+def normalize_wwn(raw: str | None) -> str | None:
+    """A WWN as smartctl/Telegraf print it: `0x5000c500a1b2c3d4` and `naa.5000c500a1b2c3d4` both become
+    `5000c500a1b2c3d4`; an NVMe `eui.` id is kept with its prefix; anything else (t10 vendor strings) is no WWN."""
+    if not raw:
+        return None
+    w = raw.strip().lower()
+    for prefix in ("0x", "naa."):
+        if w.startswith(prefix):
+            w = w[len(prefix) :]
+            return w if re.fullmatch(r"[0-9a-f]{16}|[0-9a-f]{32}", w) else None
+    if re.fullmatch(r"eui\.[0-9a-f]{16}|eui\.[0-9a-f]{32}", w):
+        return w
+    return None
+
+
+def _clean(value: str | None) -> str | None:
+    """Serials come from device firmware: strip padding and control characters (as Telegraf does)."""
+    if value is None:
+        return None
+    v = "".join(ch for ch in value if ch.isprintable()).strip()
+    return v or None
+
+
+def _read_optional(tr: Transport, path: str) -> str | None:
+    try:
+        return tr.read_text(path)
+    except OSError:
+        return None
+
+
+def disk_identity(tr: Transport, name: str, major: int, minor: int) -> dict[str, str]:
+    """serial / serial_no / wwn of a whole disk, from udev's database, else sysfs; empty when unknown."""
+    udev_text = _read_optional(tr, f"/run/udev/data/b{major}:{minor}")
+    props = parse_udev_db(udev_text) if udev_text else {}
+    serial_no = _clean(props.get("ID_SERIAL_SHORT"))
+    if serial_no is None:
+        for path in (f"/sys/block/{name}/device/serial", f"/sys/block/{name}/serial"):
+            serial_no = _clean(_read_optional(tr, path))
+            if serial_no:
+                break
+    wwn = normalize_wwn(props.get("ID_WWN"))
+    if wwn is None:
+        for path in (f"/sys/block/{name}/device/wwid", f"/sys/block/{name}/wwid"):
+            wwn = normalize_wwn(_read_optional(tr, path))
+            if wwn:
+                break
+    tags = {"serial": _clean(props.get("ID_SERIAL")) or serial_no, "serial_no": serial_no, "wwn": wwn}
+    return {k: v for k, v in tags.items() if v}
+
+
+class DiskioCollector:
+    """Polls /proc/diskstats of each machine target."""
+
+    name = "diskio"
+
+    def __init__(self, section: DiskioConfig, targets: Sequence[Target] | None = None) -> None:
+        self._section = section
+        self._targets = list(targets) if targets is not None else machine_targets(section)
+        self._identity: dict[tuple[str, str, int, int], tuple[float, dict[str, str]]] = {}
+
+    def targets(self) -> Sequence[Target]:
+        return self._targets
+
+    def wanted(self, name: str) -> bool:
+        """The `devices` globs (empty = all) and `skip_virtual` (loop, ram, zram) applied to a kernel name."""
+        if self._section.skip_virtual and _VIRTUAL_RE.match(name):
+            return False
+        return not self._section.devices or any(fnmatch.fnmatchcase(name, g) for g in self._section.devices)
+
+    def collect(self, target: Target) -> list[Point]:
+        tr = target.transport
+        if tr is None:
+            raise CollectError(f"diskio target {target.name} has no transport")
+        try:
+            text = tr.read_text("/proc/diskstats")
+        except OSError as exc:
+            raise CollectError(f"{target.name}: cannot read /proc/diskstats: {exc}") from None
+        try:
+            stats = parse_diskstats(text)
+        except ParseError as exc:
+            raise CollectError(f"{target.name}: {exc}") from None
+        ts = now_ns()
+        whole = self._whole_disks(tr, target.name)
+        points = []
+        for d in stats:
+            if not self.wanted(d.name):
+                continue
+            tags = {"name": d.name, "host": tr.host}
+            if d.name in whole:
+                tags |= self._cached_identity(tr, target.name, d)
+            points.append(Point(DISKIO, tags, diskio_fields(d.counters), ts))
+        return points
+
+    def _whole_disks(self, tr: Transport, target: str) -> set[str]:
+        # /sys/block lists whole disks only; everything else in diskstats is a partition.
+        try:
+            return set(tr.list_dir("/sys/block"))
+        except OSError as exc:
+            log.debug("%s: cannot list /sys/block (%s); no disk identity tags this poll", target, exc)
+            return set()
+
+    def _cached_identity(self, tr: Transport, target: str, d: DiskStats) -> dict[str, str]:
+        key = (target, d.name, d.major, d.minor)
+        hit = self._identity.get(key)
+        if hit is not None and time.monotonic() - hit[0] < IDENTITY_TTL_S:
+            return hit[1]
+        ids = disk_identity(tr, d.name, d.major, d.minor)
+        self._identity[key] = (time.monotonic(), ids)
+        return ids
+
+
+@register("diskio")
+def _factory(cfg: Config) -> Collector | None:
+    return DiskioCollector(cfg.collect.diskio) if cfg.collect.diskio.enabled else None
