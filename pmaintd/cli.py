@@ -114,6 +114,19 @@ def check_config(app: App) -> None:
     click.echo(cfgmod.summary(cfg, app.config_path))
 
 
+@cli.command("run")
+@click.option("--once", is_flag=True, help="Run every job one time (collect, forecast, housekeeping), then exit.")
+@click.pass_context
+def run_cmd(ctx: click.Context, once: bool) -> None:
+    """The daemon, in the foreground (systemd Type=notify): scheduled collection, forecasting and
+    housekeeping; SIGHUP reloads the config, SIGTERM flushes and exits. Exit 1 with --once if a poll failed."""
+    from pmaintd.daemon import run
+
+    app: App = ctx.obj
+    cfg = app.config  # exits 2 naming the key when the config is invalid, before anything starts
+    sys.exit(run(cfg, app.config_path, app.state_dir, once=once, log_level=ctx.parent.params["log_level"]))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="pmaintd")

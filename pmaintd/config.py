@@ -166,14 +166,31 @@ class CollectConfig(Section):
     diskio: DiskioConfig = DiskioConfig()
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:port`) for [daemon] listen; ValueError says what is allowed."""
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$", value)
+    if not m or not 0 < int(m.group(3)) < 65536:
+        raise ValueError("expected HOST:PORT such as 127.0.0.1:9737 or [::1]:9737, port 1-65535")
+    return m.group(1) or m.group(2), int(m.group(3))
+
+
+def _valid_listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
 class DaemonConfig(Section):
-    listen: str = "127.0.0.1:9737"
+    listen: Annotated[str, AfterValidator(_valid_listen)] = "127.0.0.1:9737"
+    """Where /metrics and /healthz are served."""
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     jitter: Duration = 5.0
     """Each job starts up to this long after its interval, so many targets don't poll in lockstep."""
     misfire_grace: PositiveDuration = 30.0
     housekeeping_interval: PositiveDuration = 3600.0
+    stop_timeout: PositiveDuration = 8.0
+    """On SIGTERM, how long pending writes may take to flush before the daemon exits anyway (keep it below
+    the unit's TimeoutStopSec)."""
 
 
 class Config(Section):
