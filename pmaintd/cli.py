@@ -19,6 +19,7 @@ from rich.table import Table
 
 from pmaintd import config as cfgmod
 from pmaintd.logs import setup_logging
+from pmaintd.telemetry import format_time
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -114,6 +115,132 @@ def check_config(app: App) -> None:
     click.echo(cfgmod.summary(cfg, app.config_path))
 
 
+@cli.command("collect")
+@click.option("--once", is_flag=True, help="Required: one pass of the enabled collectors (schedules: `pmaintd run`).")
+@click.option("--only", "only", multiple=True, metavar="NAME", help="Only this collector (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the points as a JSON array.")
+@click.option("--no-store", is_flag=True, help="Do not store the points (nor record the run in the run state).")
+@pass_app
+def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_store: bool) -> None:
+    """One pass of the enabled collectors over their targets; stores the points and each run's outcome.
+    A failing collector is reported on stderr and the others still run; exit 1 if any failed."""
+    from pmaintd import collect
+    from pmaintd.collect.runner import run_once
+    from pmaintd.collect.runstate import RunState, RunStateError
+
+    if not once:
+        raise click.UsageError("collect runs a single pass and needs --once; scheduled collection is `pmaintd run`")
+    cfg = app.config
+    try:
+        collectors = collect.build(cfg, only)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="--only") from None
+    disabled = sorted(set(only) - {c.name for c in collectors})
+    if disabled:
+        raise click.BadParameter(
+            f"collector {disabled[0]!r} is not enabled (collect.{disabled[0]}.enabled = false)", param_hint="--only"
+        )
+    if not collectors:
+        err_console.print("no collector is enabled in the config", highlight=False)
+        sys.exit(EXIT_USAGE)
+    try:
+        state = None if no_store else RunState(app.state_dir)
+    except RunStateError as exc:
+        err_console.print(f"[red]run state error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+    try:
+        results = run_once(collectors, state)
+    finally:
+        if state is not None:
+            state.close()
+    failed = [r for r in results if not r.ok]
+    for r in failed:
+        err_console.print(f"[red]collector {r.collector} failed[/red] on {r.target}: {r.error}", highlight=False)
+    points = [p for r in results for p in r.points]
+    store_failed = False
+    if not no_store:
+        from pmaintd.store import StoreError
+
+        with app.store() as st:
+            try:
+                st.write(points + [r.self_point() for r in results])
+            except StoreError as exc:
+                err_console.print(f"[red]store error[/red] {exc}", highlight=False)
+                store_failed = True
+    if as_json:
+        print_json([p.to_json() for p in points])
+    else:
+        rows = [
+            [r.collector, r.target, len(r.points), f"{r.duration_s:.3f}s", "ok" if r.ok else f"error: {r.error}"]
+            for r in results
+        ]
+        console.print(_table("collect --once", ["collector", "target", "points", "duration", "outcome"], rows))
+    if failed or store_failed:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@pass_app
+def status_cmd(app: App, as_json: bool) -> None:
+    """The store (kind, location), per measurement its points and newest time, and per collector and target
+    its last run and outcome. Exit 1 when the store cannot be read."""
+    from pmaintd import collect
+    from pmaintd.collect.runstate import FILENAME, RunState
+    from pmaintd.store import StoreError
+
+    cfg = app.config
+    runs = []
+    if (app.state_dir / FILENAME).exists():
+        with RunState(app.state_dir) as state:
+            runs = state.all()
+    enabled = [c.name for c in collect.build(cfg)]
+    never = [n for n in enabled if not any(r.collector == n for r in runs)]
+    store_error = None
+    with app.store() as st:
+        kind, location = st.kind, st.location
+        try:
+            stats = st.stats()
+        except StoreError as exc:
+            stats, store_error = [], str(exc)
+    if as_json:
+        print_json(
+            {
+                "store": {"kind": kind, "location": location, "error": store_error},
+                "measurements": [
+                    {
+                        "measurement": s.measurement,
+                        "points": s.points,
+                        "newest": format_time(s.newest) if s.newest else None,
+                    }
+                    for s in stats
+                ],
+                "collectors": [r.to_json() for r in runs] + [{"collector": n, "last_run": None} for n in never],
+            }
+        )
+    else:
+        console.print(f"store: {kind} at {location}", highlight=False)
+        if store_error:
+            err_console.print(f"[red]store error[/red] {store_error}", highlight=False)
+        m_rows = [[s.measurement, s.points, format_time(s.newest) if s.newest else "-"] for s in stats]
+        console.print(_table("measurements", ["measurement", "points", "newest"], m_rows))
+        c_rows = [
+            [
+                r.collector,
+                r.target,
+                format_time(r.started_ns),
+                f"{r.duration_s:.3f}s",
+                r.points,
+                "ok" if r.ok else f"error ({r.consecutive_failures}x): {r.error}",
+            ]
+            for r in runs
+        ] + [[n, "", "never", "", "", ""] for n in never]
+        c_cols = ["collector", "target", "last run", "duration", "points", "outcome"]
+        console.print(_table("collectors", c_cols, c_rows))
+    if store_error:
+        sys.exit(EXIT_FAILED)
+
+
 @cli.command("run")
 @click.option("--once", is_flag=True, help="Run every job one time (collect, forecast, housekeeping), then exit.")
 @click.pass_context
@@ -125,6 +252,382 @@ def run_cmd(ctx: click.Context, once: bool) -> None:
     app: App = ctx.obj
     cfg = app.config  # exits 2 naming the key when the config is invalid, before anything starts
     sys.exit(run(cfg, app.config_path, app.state_dir, once=once, log_level=ctx.parent.params["log_level"]))
+
+
+@contextmanager
+def _action_engine(app: App) -> Iterator[Any]:
+    """The action engine on the configured store; closed on exit."""
+    from pmaintd.act.engine import ActionEngine
+
+    with app.store() as st:
+        engine = ActionEngine(app.config, app.state_dir, st)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+
+def _operator() -> str:
+    """Who is approving: the sudo caller if any, else the login user (recorded in the audit log)."""
+    import getpass
+    import os
+
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _action_call(fn: Any, *args: Any) -> Any:
+    """Run an engine request; an operator error (unknown id, illegal move, limit) is a message and exit 1."""
+    from pmaintd.act.engine import ActionError, IllegalTransition, NoSuchAction
+
+    try:
+        return fn(*args)
+    except (ActionError, IllegalTransition, NoSuchAction) as exc:
+        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_FAILED)
+
+
+def _print_action_result(rec: Any, as_json: bool) -> None:
+    if as_json:
+        print_json(rec.to_json())
+    else:
+        click.echo(f"action {rec.id} {rec.state}: {rec.message}")
+    if rec.state in ("failed", "unknown"):
+        sys.exit(EXIT_FAILED)
+
+
+@cli.group("actions")
+def actions_group() -> None:
+    """Actions taken (or proposed) on forecasts: list, inspect, approve, reject, undo, and test policies."""
+
+
+@actions_group.command("list")
+@click.option("--state", "states", multiple=True, help="Only actions in this state (repeatable).")
+@click.option("--limit", default=200, show_default=True, help="Newest N actions.")
+@click.option("--json", "as_json", is_flag=True, help="JSON array of action objects.")
+@pass_app
+def actions_list(app: App, states: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Actions, newest first; `recurring` marks entities healed again and again (root cause not fixed)."""
+    with _action_engine(app) as engine:
+        recs = engine.list(states, limit)
+        flagged = {(r.kind, r.entity) for r in engine.recurring()}
+    rows = [{**r.to_json(), "recurring": (r.kind, r.entity) in flagged} for r in recs]
+    if as_json:
+        print_json(rows)
+        return
+    cols = ["id", "state", "mode", "policy", "action", "kind", "entity", "probability", "created", "recurring"]
+    table = [[r[c] if c != "recurring" else ("yes" if r[c] else "") for c in cols] for r in rows]
+    console.print(_table("actions", cols, table))
+
+
+@actions_group.command("show")
+@click.argument("action_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The action and its audit history as JSON.")
+@pass_app
+def actions_show(app: App, action_id: int, as_json: bool) -> None:
+    """One action: the exact commands, its outcome and output, and every transition from the audit log."""
+    with _action_engine(app) as engine:
+        rec = _action_call(engine.get, action_id)
+        history = engine.history(action_id)
+    obj = {**rec.to_json(), "history": history}
+    if as_json:
+        print_json(obj)
+        return
+    for k in ("id", "state", "mode", "policy", "action", "kind", "entity", "host", "run_on", "probability",
+              "horizon_hours", "reasons", "created", "window_end", "command", "verify", "undo", "returncode",
+              "message"):  # fmt: skip
+        click.echo(f"{k:>13}: {obj[k]}")
+    for k in ("stdout", "stderr"):
+        if obj[k]:
+            click.echo(f"{k:>13}:\n{obj[k]}")
+    for h in history:
+        click.echo(f"  {h['time']}  {h.get('from') or '-':>9} -> {h['state']:<9} {h.get('message', '')}")
+
+
+@actions_group.command("approve")
+@click.argument("action_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def actions_approve(app: App, action_id: int, as_json: bool) -> None:
+    """Approve a proposed action and carry it out now (limits are checked first). Exit 1 if it failed."""
+    with _action_engine(app) as engine:
+        _action_call(engine.recover)
+        rec = _action_call(engine.approve, action_id, _operator())
+    _print_action_result(rec, as_json)
+
+
+@actions_group.command("reject")
+@click.argument("action_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def actions_reject(app: App, action_id: int, as_json: bool) -> None:
+    """Refuse a proposed action; it is kept (and audited) as rejected and will not be proposed again this window."""
+    with _action_engine(app) as engine:
+        rec = _action_call(engine.reject, action_id, _operator())
+    _print_action_result(rec, as_json)
+
+
+@actions_group.command("undo")
+@click.argument("action_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def actions_undo(app: App, action_id: int, as_json: bool) -> None:
+    """Run a finished action's undo command; it becomes `undone` when the undo succeeds."""
+    with _action_engine(app) as engine:
+        rec = _action_call(engine.undo, action_id)
+    _print_action_result(rec, as_json)
+
+
+@actions_group.command("recover")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def actions_recover(app: App, as_json: bool) -> None:
+    """Settle actions a crashed process left running: mark them unknown and run their verify (never re-run)."""
+    with _action_engine(app) as engine:
+        recs = _action_call(engine.recover)
+    if as_json:
+        print_json([r.to_json() for r in recs])
+        return
+    for rec in recs:
+        click.echo(f"action {rec.id} {rec.state}: {rec.message}")
+    if not recs:
+        click.echo("nothing to recover")
+
+
+@actions_group.command("evaluate")
+@click.option("--forecasts", "forecasts_path", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help='JSON lines: {"kind", "entity", "probability", "horizon_hours", "reasons"?, "host"?}.')  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Decide and print, but record and run nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Decisions as a JSON array.")
+@pass_app
+def actions_evaluate(app: App, forecasts_path: Path, dry_run: bool, as_json: bool) -> None:
+    """Run the policy engine once on forecasts and (unless --dry-run) carry out what it decides; prints every
+    decision with its reason, including why something was not acted on. Exit 1 if an action failed."""
+    from pmaintd.act.policy import ForecastError, read_forecasts
+
+    try:
+        forecasts = read_forecasts(forecasts_path)
+    except ForecastError as exc:
+        err_console.print(f"[red]forecast error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    with _action_engine(app) as engine:
+        decisions = _action_call(engine.run_once, forecasts, dry_run)
+    rows = [d.to_json() for d in decisions]
+    if as_json:
+        print_json(rows)
+    else:
+        cols = ["kind", "entity", "probability", "policy", "outcome", "action_id", "state", "reason"]
+        title = "decisions (dry run: nothing recorded or run)" if dry_run else "decisions"
+        console.print(_table(title, cols, [[r[c] for c in cols] for r in rows]))
+    if any(d.state in ("failed", "unknown") for d in decisions):
+        sys.exit(EXIT_FAILED)
+
+
+@cli.group("incidents")
+def incidents_group() -> None:
+    """Failures (labels for training): record, import, list, detect, and mark false alarms."""
+
+
+def _incident_rules(app: App) -> Any:
+    from pmaintd.forecast.incidents import DetectionRules
+
+    c = app.config.incidents
+    return DetectionRules(c.host_unreachable_after, c.interface_down_after, c.disk_vanished_after)
+
+
+@incidents_group.command("add")
+@click.option("--kind", required=True, type=click.Choice(["disk", "host", "network"]))
+@click.option("--entity", required=True, help="Disk serial, host name, or device/ifName.")
+@click.option("--time", "when", help="ISO 8601 time (UTC if no zone); default now.")
+@click.option("--cause", default="", help="Free text, e.g. 'DIMM B2 replaced'.")
+@click.option("--false-alarm", is_flag=True, help="Record that a forecast or action for this entity was wrong.")
+@pass_app
+def incidents_add(app: App, kind: str, entity: str, when: str | None, cause: str, false_alarm: bool) -> None:
+    """Record one incident (or, with --false-alarm, a label that the entity did not fail)."""
+    from pmaintd.forecast import incidents as inc
+    from pmaintd.forecast.labels import Incident
+    from pmaintd.telemetry import now_ns, parse_time
+
+    try:
+        t = parse_time(when) if when else now_ns()
+    except ValueError:
+        raise click.BadParameter(f"{when!r} is not an ISO 8601 time", param_hint="--time") from None
+    i = Incident(t, kind, entity, cause)
+    with app.store() as st:
+        new = inc.record(st, [i], "operator", inc.FALSE_ALARM if false_alarm else inc.FAILURE)
+    click.echo(("recorded " if new else "already recorded ") + ("false alarm" if false_alarm else "incident")
+               + f" {kind} {entity!r} at {format_time(t)}")
+
+
+@incidents_group.command("import")
+@click.argument("path", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--json", "as_json", is_flag=True, help="Print counts as JSON.")
+@pass_app
+def incidents_import(app: App, path: Path, as_json: bool) -> None:
+    """Import a CSV (time,kind,entity[,cause]) or JSON-lines file; any bad row refuses the whole file."""
+    from pmaintd.forecast import incidents as inc
+    from pmaintd.forecast.labels import IncidentFileError, parse_incidents
+
+    try:
+        rows = parse_incidents(path)
+    except IncidentFileError as exc:
+        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    with app.store() as st:
+        new = inc.record(st, rows, f"file:{path.name}")
+    summary = {"read": len(rows), "new": len(new), "by_kind": inc.summarize(new)}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"{path}: {len(rows)} incidents read, {len(new)} new {summary['by_kind']}")
+
+
+@incidents_group.command("list")
+@click.option("--kind", type=click.Choice(["disk", "host", "network"]))
+@click.option("--since", help="ISO 8601 time; default 90 days ago.")
+@click.option("--false-alarms", is_flag=True, help="List false-alarm labels instead of failures.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def incidents_list(app: App, kind: str | None, since: str | None, false_alarms: bool, as_json: bool) -> None:
+    """Incidents in the store, oldest first."""
+    from pmaintd.forecast import incidents as inc
+    from pmaintd.telemetry import now_ns, parse_time
+
+    start = parse_time(since) if since else now_ns() - 90 * 86400 * 10**9
+    with app.store() as st:
+        rows = inc.read(st, kind, start, None, inc.FALSE_ALARM if false_alarms else inc.FAILURE)
+    objs = [{"time": format_time(i.time), "kind": i.kind, "entity": i.entity, "cause": i.cause} for i in rows]
+    if as_json:
+        print_json(objs)
+    else:
+        console.print(_table("incidents", ["time", "kind", "entity", "cause"],
+                             [[o["time"], o["kind"], o["entity"], o["cause"]] for o in objs]))
+
+
+@incidents_group.command("detect")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def incidents_detect(app: App, as_json: bool) -> None:
+    """Look through recent telemetry for incidents ([incidents] rules) and record the new ones."""
+    from pmaintd.forecast import incidents as inc
+    from pmaintd.telemetry import now_ns
+
+    now = now_ns()
+    with app.store() as st:
+        found = inc.detect(st, now - int(app.config.incidents.lookback * 1e9), now, _incident_rules(app))
+        new = inc.record(st, found, "auto")
+    objs = [{"time": format_time(i.time), "kind": i.kind, "entity": i.entity, "cause": i.cause} for i in new]
+    if as_json:
+        print_json(objs)
+    else:
+        click.echo(f"{len(found)} incidents in telemetry, {len(new)} new: {inc.summarize(new)}")
+
+
+@cli.command("simulate")
+@click.option("--hosts", default=20, show_default=True, help="Hosts (each with its disks and one uplink).")
+@click.option("--disks-per-host", default=2, show_default=True)
+@click.option("--days", default=14.0, show_default=True)
+@click.option("--step", default="5m", show_default=True, help="Sample interval.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--end", help="ISO 8601 end of the simulated span; default now.")
+@click.option("--no-incidents", is_flag=True, help="Write telemetry only (let `incidents detect` find them).")
+@pass_app
+def simulate_cmd(app: App, hosts: int, disks_per_host: int, days: float, step: str, seed: int, end: str | None,
+                 no_incidents: bool) -> None:
+    """Write a simulated fleet's telemetry (and its incidents) into the store: for demos and end-to-end
+    tests only, never to judge accuracy."""
+    from pmaintd.forecast import incidents as inc
+    from pmaintd.forecast.labels import Incident
+    from pmaintd.simulate import NS, FleetSpec, simulate
+    from pmaintd.telemetry import now_ns, parse_time
+
+    try:
+        step_s = int(cfgmod.parse_duration(step))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--step") from None
+    spec = FleetSpec(hosts=hosts, disks_per_host=disks_per_host, days=days, step_s=step_s, seed=seed)
+    stop = parse_time(end) if end else now_ns()
+    start = stop - int(days * 86400) * NS
+    batches, failures = simulate(spec, start)
+    n = 0
+    with app.store() as st:
+        buf: list[Any] = []
+        for b in batches:
+            buf += b
+            if len(buf) >= 20000:
+                st.write(buf)
+                n, buf = n + len(buf), []
+        st.write(buf)
+        n += len(buf)
+        if not no_incidents:
+            inc.record(st, [Incident(f.time, f.kind, f.entity, f.cause) for f in failures], "simulator")
+    click.echo(f"simulated {hosts} hosts over {days:g} days: {n} points, {len(failures)} failures "
+               f"({inc.summarize([Incident(f.time, f.kind, f.entity) for f in failures])})")
+
+
+@cli.group("snmp")
+def snmp_group() -> None:
+    """SNMP agents: see what a device answers and which profile pmaintd picks for it."""
+
+
+@snmp_group.command("probe")
+@click.argument("target")
+@click.option("--community", help="For an address not in the config: the v1/v2c community (default public).")
+@click.option("--version", "version", type=click.Choice(["1", "2c"]), default="2c", show_default=True,
+              help="For an address not in the config. SNMPv3 agents: configure a [[snmp.targets]] entry.")
+@click.option("--profile", help="Use this profile instead of matching sysObjectID.")
+@click.option("--timeout", default=2.0, show_default=True, help="Seconds per request (address only).")
+@click.option("--retries", default=1, show_default=True, help="Retries per request (address only).")
+@click.option("--json", "as_json", is_flag=True, help="Discovery, profile and every point as one JSON object.")
+@pass_app
+def snmp_probe(app: App, target: str, community: str | None, version: str, profile: str | None, timeout: float,
+               retries: int, as_json: bool) -> None:
+    """Poll TARGET once (a configured target's name, or HOST[:PORT]) and show what it answered."""
+    from pmaintd.collect import CollectError
+    from pmaintd.collect.snmp import SnmpCollector, adhoc_target, probe_report
+
+    snmp_cfg = app.config.snmp
+    try:
+        coll = SnmpCollector(snmp_cfg)
+        names = [t.name for t in snmp_cfg.targets]
+        if target in names and community is None:
+            tgt = coll.target(target)
+            if profile is not None:
+                tgt = coll.with_profile(tgt, profile)
+        else:
+            if profile is not None:
+                coll.profiles.get(profile)
+            tgt = adhoc_target(target, community or "public", version, timeout, retries, snmp_cfg.max_repetitions,
+                               profile)
+    except (cfgmod.ConfigError, KeyError, ValueError) as exc:
+        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    try:
+        result = coll.probe(tgt)
+    except CollectError as exc:
+        err_console.print(f"[red]failed[/red] {exc}", highlight=False, markup=True)
+        sys.exit(EXIT_FAILED)
+    report = probe_report(result)
+    if as_json:
+        print_json(report)
+        return
+    d = report["device"]
+    console.print(f"sysName      {d['sysName']}\nsysObjectID  {d['sysObjectID']}\nsysDescr     {d['sysDescr']}",
+                  highlight=False, markup=False)
+    console.print(f"profile      {report['profile']} ({report['reason']})", highlight=False, markup=False)
+    console.print(f"poll         {report['requests']} requests, {report['varbinds']} varbinds, "
+                  f"{report['seconds']:.2f}s", highlight=False, markup=False)
+    console.print(_table("interfaces", ["ifIndex", "ifName", "ifDescr", "ifAlias", "oper", "admin", "Mb/s",
+                                        "in errors", "HC counters"],
+                         [[i["ifIndex"], i["ifName"], i["ifDescr"], i["ifAlias"], i["ifOperStatus"],
+                           i["ifAdminStatus"], i["speed_mbps"], i["ifInErrors"], "yes" if i["hc"] else "no"]
+                          for i in report["interfaces"]]))
+    console.print(_table("sensors", ["sensor", "index", "type", "reading", "raw", "status", "mib"],
+                         [[s["sensor"], s["sensor_index"], s["sensor_type"], s["reading"], s["value"], s["status"],
+                           s["mib"]] for s in report["sensors"]]))
+    others = {k: v for k, v in report["measurements"].items() if k not in ("interface", "snmp_sensor")}
+    if others:
+        console.print("other points: " + ", ".join(f"{k} {v}" for k, v in sorted(others.items())),
+                      highlight=False, markup=False)
 
 
 def main() -> None:
