@@ -161,9 +161,78 @@ class HostConfig(LocalCollectorConfig):
     pass
 
 
+SMART_DEVICE_TYPES = (
+    "auto", "ata", "scsi", "nvme", "sat", "sntasmedia", "sntjmicron", "sntrealtek", "usbcypress", "usbjmicron",
+    "usbprolific", "usbsunplus", "usbasm1352r", "marvell", "megaraid", "aacraid", "3ware", "areca", "hpt", "cciss",
+    "jmb39x", "intelliprop",
+)  # fmt: skip
+"""The `-d` families smartctl knows (smartctl(8)); arguments after a comma (megaraid,N, sat,12) are checked by
+smartctl itself. `sat+megaraid,N` style combinations are allowed."""
+
+_SMART_TYPE_RE = re.compile(r"^[a-z0-9]+(?:\+[a-z0-9]+)?(?:,[A-Za-z0-9/]+)*$")
+
+
+def _valid_smart_type(value: str) -> str:
+    families = re.split(r"[+]", value.split(",", 1)[0])
+    if not _SMART_TYPE_RE.match(value) or any(f not in SMART_DEVICE_TYPES for f in families):
+        raise ValueError(
+            f"expected a smartctl -d type such as sat, nvme, megaraid,0 or sat+megaraid,3; "
+            f"families: {', '.join(SMART_DEVICE_TYPES)}"
+        )
+    return value
+
+
+def _valid_device_name(value: str) -> str:
+    if not value or value.startswith("-") or any(c in value for c in "\0\n\r"):
+        raise ValueError("expected a device such as /dev/sda or /dev/bus/0 (not starting with '-')")
+    return value
+
+
+class SmartDeviceConfig(Section):
+    """One explicitly listed disk ([[collect.smart.devices]]), or a type override for a scanned one."""
+
+    name: Annotated[str, AfterValidator(_valid_device_name)]
+    type: Annotated[str, AfterValidator(_valid_smart_type)] | None = None
+    """smartctl -d TYPE; unset lets smartctl (or --scan-open) decide."""
+
+
+class SmartConfig(LocalCollectorConfig):
+    """[collect.smart]: smartctl on the local machine and on every [[hosts]] entry that lists "smart"."""
+
+    interval: PositiveDuration = 600.0
+    timeout: PositiveDuration = 30.0
+    """Per device: a disk that hangs smartctl longer than this is skipped for this poll."""
+    concurrency: int = Field(4, ge=1, le=256)
+    """Disks of one host queried at once."""
+    nocheck: Literal["never", "sleep", "standby", "idle"] = "standby"
+    """smartctl -n: a disk in this power mode (or a lower one) is not woken up and is skipped this poll."""
+    smartctl: str = "smartctl"
+    """The smartctl binary on the polled host (a name looked up on its PATH, or an absolute path)."""
+    sudo: bool = False
+    """Run smartctl through `sudo -n` (needs a NOPASSWD rule for smartctl only)."""
+    scan: bool = True
+    """Find disks with `smartctl --scan-open` (and /sys/class/nvme); `devices` adds to or overrides them."""
+    devices: list[SmartDeviceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> SmartConfig:
+        seen: dict[str, int] = {}
+        for i, d in enumerate(self.devices):
+            key = f"{d.name} {d.type or ''}"
+            if key in seen:
+                raise KeyProblem(f"devices[{i}]", d.name, f"listed twice (also devices[{seen[key]}])")
+            seen[key] = i
+        if not self.smartctl or self.smartctl.startswith("-") or any(c in self.smartctl for c in "\0\n"):
+            raise KeyProblem("smartctl", self.smartctl, "a program name or absolute path")
+        if not self.scan and not self.devices:
+            raise KeyProblem("scan", self.scan, "with scan = false, list the disks in [[collect.smart.devices]]")
+        return self
+
+
 class CollectConfig(Section):
     host: HostConfig = HostConfig()
     diskio: DiskioConfig = DiskioConfig()
+    smart: SmartConfig = SmartConfig()
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -193,12 +262,303 @@ class DaemonConfig(Section):
     the unit's TimeoutStopSec)."""
 
 
+SNMP_AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512", "MD5")
+"""SNMPv3 auth protocols by their net-snmp names (`snmpget -a`). MD5 only for old agents that lack SHA."""
+SNMP_PRIV_PROTOCOLS = ("AES", "AES-128", "AES-192", "AES-256", "AES-192-C", "AES-256-C")
+"""SNMPv3 privacy protocols. AES-192/AES-256 extend keys as net-snmp does (Blumenthal draft); the -C forms
+extend them as Cisco does (Reeder draft). Agents disagree here, so the operator picks. DES is not offered."""
+
+
+def parse_snmp_address(value: str) -> tuple[str, int]:
+    """Split an SNMP agent address `host[:port]` (IPv6 as `[::1]:161`); the port defaults to 161."""
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.-]+))(?::(\d{1,5}))?$", value)
+    if not m or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
+        raise ValueError("expected HOST or HOST:PORT such as 192.0.2.1:161 or [2001:db8::1]:161, port 1-65535")
+    return m.group(1) or m.group(2), int(m.group(3) or 161)
+
+
+def _valid_snmp_address(value: str) -> str:
+    parse_snmp_address(value)
+    return value
+
+
+class SnmpTargetConfig(Section):
+    """One SNMP agent ([[snmp.targets]]). Unset timing keys inherit the [snmp] defaults."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    """Unique; becomes the `source` tag of every point."""
+    address: Annotated[str, AfterValidator(_valid_snmp_address)]
+    version: Literal["1", "2c", "3"] = "2c"
+    community: str | None = None
+    community_file: SecretFile | None = None
+    user: str | None = None
+    auth_protocol: str | None = None
+    auth_password_file: SecretFile | None = None
+    priv_protocol: str | None = None
+    priv_password_file: SecretFile | None = None
+    interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
+    """Per request; a poll is several requests (discovery, then the profile's tables)."""
+    retries: int | None = Field(None, ge=0, le=10)
+    max_repetitions: int | None = Field(None, ge=1, le=200)
+    profile: str | None = None
+    """Use this profile instead of matching the agent's sysObjectID."""
+
+    @model_validator(mode="after")
+    def _check(self) -> SnmpTargetConfig:
+        if self.version in ("1", "2c"):
+            if self.community is not None and self.community_file is not None:
+                raise KeyProblem("community_file", str(self.community_file), "set community or community_file, not both")
+            if self.community is None and self.community_file is None:
+                raise KeyProblem("community", None, f'version "{self.version}" needs community or community_file')
+            for key in ("user", "auth_protocol", "auth_password_file", "priv_protocol", "priv_password_file"):
+                if getattr(self, key) is not None:
+                    raise KeyProblem(key, str(getattr(self, key)), 'only allowed with version = "3"')
+            return self
+        for key in ("community", "community_file"):
+            if getattr(self, key) is not None:
+                raise KeyProblem(key, "(set)", 'SNMPv3 authenticates with user and keys; community is for "1"/"2c"')
+        if not self.user:
+            raise KeyProblem("user", self.user, 'version = "3" needs a user')
+        if self.auth_protocol is not None and self.auth_protocol not in SNMP_AUTH_PROTOCOLS:
+            raise KeyProblem("auth_protocol", self.auth_protocol, f"one of {', '.join(SNMP_AUTH_PROTOCOLS)}")
+        if self.priv_protocol is not None and self.priv_protocol not in SNMP_PRIV_PROTOCOLS:
+            raise KeyProblem("priv_protocol", self.priv_protocol, f"one of {', '.join(SNMP_PRIV_PROTOCOLS)}")
+        if (self.auth_protocol is None) != (self.auth_password_file is None):
+            missing = "auth_password_file" if self.auth_password_file is None else "auth_protocol"
+            raise KeyProblem(missing, None, "auth_protocol and auth_password_file go together")
+        if (self.priv_protocol is None) != (self.priv_password_file is None):
+            missing = "priv_password_file" if self.priv_password_file is None else "priv_protocol"
+            raise KeyProblem(missing, None, "priv_protocol and priv_password_file go together")
+        if self.priv_protocol is not None and self.auth_protocol is None:
+            raise KeyProblem("priv_protocol", self.priv_protocol, "privacy needs authentication: set auth_protocol too")
+        return self
+
+
+class SnmpConfig(Section):
+    """[snmp]: defaults for every agent, and the agents themselves ([[snmp.targets]])."""
+
+    interval: PositiveDuration = 60.0
+    timeout: PositiveDuration = 2.0
+    retries: int = Field(1, ge=0, le=10)
+    max_repetitions: int = Field(25, ge=1, le=200)
+    concurrency: int = Field(64, ge=1, le=10_000)
+    """Agents polled at once; an agent that does not answer holds its slot until its own timeouts expire."""
+    profile_dirs: list[Path] = Field(default_factory=list)
+    """Extra folders of device profiles (*.yaml); a profile here replaces a shipped one of the same name."""
+    targets: list[SnmpTargetConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> SnmpConfig:
+        seen: dict[str, int] = {}
+        for i, t in enumerate(self.targets):
+            if t.name in seen:
+                raise KeyProblem(f"targets[{i}].name", t.name, f"target names must be unique (also targets[{seen[t.name]}])")
+            seen[t.name] = i
+        for d in self.profile_dirs:
+            if not d.is_dir():
+                raise KeyProblem("profile_dirs", str(d), "an existing folder of *.yaml SNMP profiles")
+        return self
+
+
+HOST_COLLECTORS = ("smart", "diskio", "host")
+"""Collectors that run on a machine (local or over SSH) and so can be listed in a [[hosts]] entry's `collect`."""
+
+
+def parse_ssh_address(value: str) -> tuple[str, int]:
+    """Split an SSH address `host[:port]` (IPv6 as `[::1]:22`); the port defaults to 22."""
+    m = re.match(r"^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.-]+))(?::(\d{1,5}))?$", value)
+    if not m or (m.group(3) is not None and not 0 < int(m.group(3)) < 65536):
+        raise ValueError("expected HOST or HOST:PORT such as db1.example.com:22 or [2001:db8::1]:22, port 1-65535")
+    return m.group(1) or m.group(2), int(m.group(3) or 22)
+
+
+def _valid_ssh_address(value: str) -> str:
+    parse_ssh_address(value)
+    return value
+
+
+class HostEntry(Section):
+    """One machine ([[hosts]]) whose SMART, diskio and host telemetry pmaintd collects, locally or over SSH."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    """Unique; becomes the `host` tag of every point collected from it."""
+    transport: Literal["local", "ssh"] = "ssh"
+    address: Annotated[str, AfterValidator(_valid_ssh_address)] | None = None
+    user: str | None = None
+    key_file: SecretFile | None = None
+    known_hosts: Annotated[Path, AfterValidator(_existing_file)] | None = None
+    """OpenSSH known_hosts holding this host's key; it is never extended, an unknown or changed key is refused."""
+    connect_timeout: PositiveDuration = 10.0
+    sudo: bool = False
+    """Run privileged commands (smartctl) through `sudo -n` on this host, as well as when [collect.smart] says so."""
+    collect: list[str] = Field(default_factory=lambda: list(HOST_COLLECTORS))
+
+    @model_validator(mode="after")
+    def _check(self) -> HostEntry:
+        for c in self.collect:
+            if c not in HOST_COLLECTORS:
+                raise KeyProblem("collect", c, f"collectors that run on a host: {', '.join(HOST_COLLECTORS)}")
+        if self.transport == "ssh":
+            for key in ("address", "user", "key_file", "known_hosts"):
+                if getattr(self, key) is None:
+                    raise KeyProblem(key, None, 'required when transport = "ssh"')
+        else:
+            for key in ("address", "user", "key_file", "known_hosts"):
+                if getattr(self, key) is not None:
+                    raise KeyProblem(key, str(getattr(self, key)), 'only allowed when transport = "ssh"')
+        return self
+
+
+def _unique_hosts(hosts: list[HostEntry]) -> list[HostEntry]:
+    names = [h.name for h in hosts]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ValueError(f"host names must be unique ({dup!r} appears {names.count(dup)} times)")
+    if sum(h.transport == "local" for h in hosts) > 1:
+        raise ValueError('at most one entry may have transport = "local" (it stands for this machine)')
+    return hosts
+
+
+FORECAST_KINDS = ("disk", "host", "network")
+"""Entity kinds the forecasting models score and policies can match."""
+
+
+def _template_problem(key: str, template: str | None) -> None:
+    from pmaintd.act.templates import TemplateError, check_template
+
+    if template is None:
+        return
+    try:
+        check_template(template)
+    except TemplateError as exc:
+        raise KeyProblem(key, template, str(exc)) from None
+
+
+class ActionConfig(Section):
+    """[actions.NAME]: a command template run on one host; every substituted value is shell-quoted."""
+
+    run_on: Annotated[str, Field(min_length=1)]
+    """A [[hosts]] name, or "local" for this machine."""
+    command: Annotated[str, Field(min_length=1)]
+    verify: str | None = None
+    """Exit status 0 means the action took effect; also how a crashed action is judged on restart."""
+    undo: str | None = None
+    timeout: PositiveDuration = 300.0
+    """For each of command, verify and undo."""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> ActionConfig:
+        for key in ("command", "verify", "undo"):
+            _template_problem(key, getattr(self, key))
+        return self
+
+
+class PolicyConfig(Section):
+    """[[policies]]: when a forecast of `kind` reaches `min_probability`, do `action` in `mode`."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Literal["disk", "host", "network"]
+    min_probability: float = Field(ge=0.0, le=1.0)
+    action: Annotated[str, Field(min_length=1)]
+    mode: Literal["observe", "approve", "auto"] = "observe"
+    """observe: record and annotate only; approve: wait for `pmaintd actions approve ID`; auto: act."""
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
+    """auto only: a forecast less confident than this (its `confidence`, else its probability) escalates to
+    approval instead of acting."""
+
+
+class LimitsConfig(Section):
+    """[limits]: blast radius. Every limit is a reason not to act now; a later evaluation retries."""
+
+    max_concurrent: int = Field(1, ge=1, le=1000)
+    """Actions approved or started and not yet finished, fleet-wide."""
+    max_per_hour: int = Field(4, ge=1, le=100_000)
+    max_fleet_fraction: float = Field(0.1, gt=0.0, le=1.0)
+    """Never have actions in effect on more than this share of a kind's fleet (like Cluster API's maxUnhealthy)."""
+    cooldown: Duration = 6 * 3600.0
+    """Per entity: no new action this soon after the last one."""
+
+
+class RecurringConfig(Section):
+    """[recurring]: an entity acted on `count` times within `window` is flagged: the root cause is not fixed."""
+
+    count: int = Field(3, ge=2, le=1000)
+    window: PositiveDuration = 7 * 86400.0
+
+
+class IncidentsConfig(Section):
+    """Automatic incidents: what telemetry counts as a failure, and how long it must last."""
+
+    detect: bool = True
+    host_unreachable_after: PositiveDuration = 600.0
+    interface_down_after: PositiveDuration = 300.0
+    disk_vanished_after: PositiveDuration = 3 * 3600.0
+    lookback: PositiveDuration = 7 * 86400.0
+    """How far back each detection pass looks (it is idempotent, so overlap is harmless)."""
+
+
+class GrafanaConfig(Section):
+    """Grafana for `pmaintd grafana provision` and for action annotations; off while `url` is unset."""
+
+    url: str | None = None
+    token_file: SecretFile | None = None
+    """A file holding a service-account token (Editor on the folder; Admin to provision the datasource)."""
+    basic_auth_file: SecretFile | None = None
+    """Instead of a token: a file holding `user:password`."""
+    folder: str = Field("pmaintd", min_length=1, max_length=189)
+    """Folder (title) the dashboards are provisioned into; found by title, created when missing."""
+    dashboard_uid: str | None = None
+    """Attach action annotations to this dashboard; unset: organization-wide, shown by every pmaintd dashboard."""
+    timeout: PositiveDuration = 5.0
+    """Per request. An action waits at most this long for its annotation, which never blocks or fails it."""
+
+    @model_validator(mode="after")
+    def _check(self) -> GrafanaConfig:
+        if self.url is None:
+            return self
+        if not re.match(r"^https?://[^/\s@]+(/\S*)?$", self.url):
+            raise KeyProblem("url", self.url, "expected http(s)://HOST[:PORT][/PATH], without credentials in it")
+        if self.token_file and self.basic_auth_file:
+            raise KeyProblem("basic_auth_file", str(self.basic_auth_file), "only one of token_file, basic_auth_file")
+        if not (self.token_file or self.basic_auth_file):
+            raise KeyProblem("token_file", None, "token_file or basic_auth_file is required when url is set")
+        return self
+
+
 class Config(Section):
     """The whole configuration. Sections other issues add plug in here."""
 
     store: StoreConfig = StoreConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     collect: CollectConfig = CollectConfig()
     daemon: DaemonConfig = DaemonConfig()
+    snmp: SnmpConfig = SnmpConfig()
+    hosts: Annotated[list[HostEntry], AfterValidator(_unique_hosts)] = Field(default_factory=list)
+    actions: dict[str, ActionConfig] = Field(default_factory=dict)
+    policies: list[PolicyConfig] = Field(default_factory=list)
+    limits: LimitsConfig = LimitsConfig()
+    recurring: RecurringConfig = RecurringConfig()
+    grafana: GrafanaConfig = GrafanaConfig()
+
+    @model_validator(mode="after")
+    def _check_action_refs(self) -> Config:
+        """Policies name existing actions and actions run on existing hosts (named key, value, allowed names)."""
+        hosts = ["local", *(h.name for h in self.hosts)]
+        for name, action in self.actions.items():
+            if action.run_on not in hosts:
+                raise KeyProblem(f"actions.{name}.run_on", action.run_on, f"one of the hosts: {', '.join(hosts)}")
+        seen: dict[str, int] = {}
+        for i, p in enumerate(self.policies):
+            if p.action not in self.actions:
+                names = ", ".join(sorted(self.actions)) or "none defined"
+                raise KeyProblem(f"policies[{i}].action", p.action, f"one of the [actions.*] names: {names}")
+            if p.name in seen:
+                also = f"policy names must be unique (also policies[{seen[p.name]}])"
+                raise KeyProblem(f"policies[{i}].name", p.name, also)
+            seen[p.name] = i
+        return self
 
 
 @dataclass(frozen=True)

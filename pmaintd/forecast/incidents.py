@@ -10,7 +10,7 @@ unambiguously, so that labels accumulate without anyone typing them:
 
 An operator can also mark a forecast or an action a false alarm: that is stored as a `pmaintd_incident` with
 `type` = "false_alarm", a label that says the entity did NOT fail, and is never counted as a failure.
-Detection is idempotent: an incident already in the store (same kind, entity and time) is not written again.
+Recording is idempotent: an incident of the same kind and entity near a stored one is not written again.
 """
 
 from __future__ import annotations
@@ -65,15 +65,25 @@ def read(
     return sorted(out, key=lambda i: (i.time, i.kind, i.entity))
 
 
-def record(store: Store, incidents: Iterable[Incident], source: str, type_: str = FAILURE) -> list[Incident]:
-    """Write the incidents not already in the store; returns those written."""
-    incidents = list(incidents)
+def record(store: Store, incidents: Iterable[Incident], source: str, type_: str = FAILURE,
+           same_within: float = 86400.0) -> list[Incident]:
+    """Write the incidents not already in the store; returns those written.
+
+    An incident of the same kind and entity within `same_within` seconds of a stored one is the same
+    event seen twice (an operator's record and pmaintd's detection of it, or two overlapping passes)."""
+    incidents = sorted(incidents, key=lambda i: i.time)
     if not incidents:
         return []
-    lo = min(i.time for i in incidents)
-    hi = max(i.time for i in incidents) + 1
-    known = {(i.kind, i.entity, i.time) for i in read(store, None, lo, hi, type_)}
-    new = [i for i in incidents if (i.kind, i.entity, i.time) not in known]
+    tol = int(same_within * 1e9)
+    known: dict[tuple[str, str], list[int]] = {}
+    for i in read(store, None, incidents[0].time - tol, incidents[-1].time + tol + 1, type_):
+        known.setdefault((i.kind, i.entity), []).append(i.time)
+    new = []
+    for i in incidents:
+        times = known.setdefault((i.kind, i.entity), [])
+        if all(abs(i.time - t) > tol for t in times):
+            new.append(i)
+            times.append(i.time)
     store.write([to_point(i, source, type_) for i in new])
     return new
 
@@ -139,7 +149,7 @@ def _unreachable_hosts(store: Store, start: int, now: int, after_s: float) -> li
         return []
     d = sysm.select("host", pl.col("time").cast(pl.Int64).alias("t")).unique().sort(["host", "t"])
     d = d.with_columns(pl.col("t").shift(-1).over("host").fill_null(now // 1000).alias("next"))
-    gaps = d.filter(pl.col("next") - pl.col("t") >= after_s * 1e6)
+    gaps = d.filter(pl.col("next") - pl.col("t") > after_s * 1e6)
     return [Incident(r["t"] * 1000, "host", r["host"], "unreachable") for r in gaps.iter_rows(named=True)]
 
 
