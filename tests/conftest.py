@@ -54,3 +54,47 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Sshd]:
         unavailable(str(exc))
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def haproxy_lb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Haproxy]:
+    """A real HAProxy on loopback balancing three real HTTP servers (web1..web3, each answering its own name),
+    with the admin runtime API on a unix socket."""
+    from tests.http_backends import start_backends
+
+    backends = start_backends(["web1", "web2", "web3"])
+    try:
+        srv = services.start_haproxy(tmp_path_factory.mktemp("haproxy"), {b.name: b.port for b in backends})
+    except services.ServiceUnavailable as exc:
+        for b in backends:
+            b.stop()
+        unavailable(str(exc))
+    yield srv
+    srv.stop()
+    for b in backends:
+        b.stop()
+
+
+@pytest.fixture(scope="session")
+def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Snmpd]:
+    """net-snmp's snmpd on a free loopback UDP port: community `public`, v3 authPriv users (services.py)."""
+    try:
+        srv = services.start_snmpd(tmp_path_factory.mktemp("snmpd"))
+    except services.ServiceUnavailable as exc:
+        unavailable(str(exc))
+    yield srv
+    srv.stop()
+
+
+SNMP_RECORDINGS = Path(__file__).resolve().parent / "collect" / "snmp" / "testdata"
+
+
+@pytest.fixture(scope="session")
+def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Snmpsim]:
+    """snmpsim serving the real-device recordings in tests/collect/snmp/testdata (community = file stem)."""
+    try:
+        srv = services.start_snmpsim(tmp_path_factory.mktemp("snmpsim"), sorted(SNMP_RECORDINGS.glob("*.snmprec*")))
+    except services.ServiceUnavailable as exc:
+        unavailable(str(exc))
+    yield srv
+    srv.stop()
