@@ -364,8 +364,8 @@ class InfluxStore:
         """Same shape as SqliteStore.query: time (µs, UTC), one Utf8 column per tag, typed field columns."""
         m = quote_ident(stored_name(measurement))
         where = []
-        if start is not None:
-            where.append(f"time >= {int(start)}")
+        if start is not None:  # stored times are whole microseconds: a point at t ns is stored at t//1000 us
+            where.append(f"time >= {int(start) // 1000 * 1000}")
         if stop is not None:
             where.append(f"time < {int(stop)}")
         for k, want in (tags or {}).items():
