@@ -308,7 +308,8 @@ class SnmpTargetConfig(Section):
     def _check(self) -> SnmpTargetConfig:
         if self.version in ("1", "2c"):
             if self.community is not None and self.community_file is not None:
-                raise KeyProblem("community_file", str(self.community_file), "set community or community_file, not both")
+                raise KeyProblem("community_file", str(self.community_file),
+                                 "set community or community_file, not both")
             if self.community is None and self.community_file is None:
                 raise KeyProblem("community", None, f'version "{self.version}" needs community or community_file')
             for key in ("user", "auth_protocol", "auth_password_file", "priv_protocol", "priv_password_file"):
@@ -353,7 +354,8 @@ class SnmpConfig(Section):
         seen: dict[str, int] = {}
         for i, t in enumerate(self.targets):
             if t.name in seen:
-                raise KeyProblem(f"targets[{i}].name", t.name, f"target names must be unique (also targets[{seen[t.name]}])")
+                raise KeyProblem(f"targets[{i}].name", t.name,
+                                 f"target names must be unique (also targets[{seen[t.name]}])")
             seen[t.name] = i
         for d in self.profile_dirs:
             if not d.is_dir():

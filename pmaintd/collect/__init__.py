@@ -67,7 +67,7 @@ def register(name: str) -> Callable[[Factory], Factory]:
     return deco
 
 
-BUILTIN_MODULES = ("diskio", "host")
+BUILTIN_MODULES = ("diskio", "host", "smart", "snmp")
 """Modules under pmaintd.collect whose import registers a collector."""
 
 

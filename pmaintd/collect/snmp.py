@@ -1,0 +1,429 @@
+"""The SNMP collector: one poll per [[snmp.targets]] agent, many agents concurrently on one event loop.
+
+A poll is: GET sysDescr/sysObjectID/sysUpTime/sysName (discovery, and the cheapest way to learn that an
+agent is down), pick the device profile (the target's `profile`, else the best sysObjectID match), walk the
+profile's table columns, and turn rows into points. Values are the raw values the agent returned: counters
+become rates at feature time, not here, so a missed poll never fakes a rate.
+
+Measurements (tags `source` = the target's name and `sysName` on all of them):
+- `interface`: tags ifIndex, ifName, ifDescr, ifAlias; fields named after IF-MIB objects (ifHCInOctets,
+  ifInErrors, ifOperStatus, ifSpeed, ifHighSpeed, ...), 64-bit ifHC* when the agent has ifXTable.
+- `snmp_sensor`: one point per sensor; tags sensor (entPhysicalName, else the table's description),
+  sensor_index, sensor_type (celsius, dBm, watts, amperes, voltsDC, rpm, ...), mib, and ifName for optics
+  indexed by interface; fields value (raw), scale/precision (ENTITY-SENSOR codes, where the MIB has them),
+  status, threshold (CISCO-ENVMON), and reading (float, the value in the sensor_type's unit).
+- `snmp_storage` / `snmp_processor`: HOST-RESOURCES-MIB hrStorageTable / hrProcessorLoad.
+- `snmp_component`: Juniper jnxOperatingTable CPU and buffer use per component.
+- `snmp_system`: tags profile; field sysUpTime (TimeTicks; a drop means the device rebooted).
+
+Every poll has a deadline (the target's interval): an agent that does not answer costs its own
+timeout x (retries + 1) and never delays another agent, because each poll is its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+from pmaintd.collect import CollectError, Target, register
+from pmaintd.collect.snmp_client import Credentials, Endpoint, Oid, Session, SnmpError, Value
+from pmaintd.collect.snmp_profiles import Match, MetricTable, ProfileError, ProfileSet
+from pmaintd.config import Config, ConfigError, SnmpConfig, SnmpTargetConfig, parse_snmp_address, read_secret
+from pmaintd.resources import shipped
+from pmaintd.telemetry import Point, now_ns
+
+log = logging.getLogger(__name__)
+
+SYS_DESCR: Oid = (1, 3, 6, 1, 2, 1, 1, 1, 0)
+SYS_OBJECT_ID: Oid = (1, 3, 6, 1, 2, 1, 1, 2, 0)
+SYS_UPTIME: Oid = (1, 3, 6, 1, 2, 1, 1, 3, 0)
+SYS_NAME: Oid = (1, 3, 6, 1, 2, 1, 1, 5, 0)
+
+SNMP_SENSOR = "snmp_sensor"
+SNMP_SYSTEM = "snmp_system"
+
+
+def load_profiles(extra_dirs: Iterable[object] = ()) -> ProfileSet:
+    """The shipped profiles, then the operator's folders (which replace shipped profiles of the same name)."""
+    return ProfileSet([shipped("collectors", "snmp"), *extra_dirs])  # type: ignore[list-item]
+
+
+@dataclass(frozen=True)
+class SnmpTarget:
+    """What a Target's `options` holds for this collector."""
+
+    endpoint: Endpoint
+    profile: str | None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    sys_name: str
+    sys_descr: str
+    sys_object_id: str
+    sys_uptime: int | None
+
+
+@dataclass
+class PollResult:
+    """Everything one poll learned; `pmaintd snmp probe` shows it, `acollect` keeps only the points."""
+
+    target: str
+    discovery: Discovery
+    match: Match
+    points: list[Point]
+    requests: int
+    varbinds: int
+    seconds: float
+
+
+@dataclass
+class TargetStatus:
+    """Up/down state of one agent, for logs (once per change), /metrics and `probe`."""
+
+    up: bool | None = None
+    error: str | None = None
+    since: float = field(default_factory=time.time)
+    profile: str | None = None
+
+
+def endpoint_from_config(t: SnmpTargetConfig, defaults: SnmpConfig) -> Endpoint:
+    """Resolve one [[snmp.targets]] entry against the [snmp] defaults; reads the secret files it names."""
+    host, port = parse_snmp_address(t.address)
+    creds = Credentials(
+        version=t.version,
+        community=t.community if t.community is not None else read_secret(t.community_file),
+        user=t.user,
+        auth_protocol=t.auth_protocol,
+        auth_password=read_secret(t.auth_password_file),
+        priv_protocol=t.priv_protocol,
+        priv_password=read_secret(t.priv_password_file),
+    )
+    return Endpoint(
+        name=t.name,
+        host=host,
+        port=port,
+        credentials=creds,
+        timeout=t.timeout if t.timeout is not None else defaults.timeout,
+        retries=t.retries if t.retries is not None else defaults.retries,
+        max_repetitions=t.max_repetitions if t.max_repetitions is not None else defaults.max_repetitions,
+    )
+
+
+async def discover(session: Session) -> Discovery:
+    got = await session.get([SYS_DESCR, SYS_OBJECT_ID, SYS_UPTIME, SYS_NAME])
+    if SYS_OBJECT_ID not in got:
+        raise SnmpError(f"target {session.ep.name}: the agent does not expose sysObjectID (SNMPv2-MIB system group)")
+    up = got.get(SYS_UPTIME)
+    return Discovery(
+        sys_name=str(got.get(SYS_NAME, "")),
+        sys_descr=str(got.get(SYS_DESCR, "")),
+        sys_object_id=str(got[SYS_OBJECT_ID]),
+        sys_uptime=up if isinstance(up, int) else None,
+    )
+
+
+async def poll(session: Session, profiles: ProfileSet, profile: str | None = None) -> PollResult:
+    """Discover the agent, walk its profile's tables and build the points of one poll."""
+    start = time.monotonic()
+    disc = await discover(session)
+    if profile is not None:
+        match = Match(profiles.get(profile), f"profile {profile!r} set in the target's config")
+    else:
+        found = profiles.match(disc.sys_object_id)
+        if found is None:
+            raise SnmpError(f"target {session.ep.name}: no profile matches sysObjectID {disc.sys_object_id} "
+                            "and there is no generic profile")
+        match = found
+    walked = await session.walk(match.profile.columns())
+    ts = now_ns()
+    base = {"source": session.ep.name, "sysName": disc.sys_name}
+    points = rows_to_points(match.profile.metrics, walked, base, ts)
+    if disc.sys_uptime is not None:
+        points.append(Point(SNMP_SYSTEM, {**base, "profile": match.profile.name}, {"sysUpTime": disc.sys_uptime}, ts))
+    return PollResult(session.ep.name, disc, match, points, session.requests, session.varbinds,
+                      time.monotonic() - start)
+
+
+def rows_to_points(
+    metrics: Sequence[MetricTable], walked: Mapping[Oid, Mapping[Oid, Value]], base: Mapping[str, str], ts: int
+) -> list[Point]:
+    """Turn walked columns into points: one per (measurement, tags), merging tables that share an index."""
+    merged: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Value | float]] = {}
+    for m in metrics:
+        indexes: dict[Oid, None] = {}
+        for s in m.symbols:
+            indexes.update(dict.fromkeys(walked.get(s.oid, {})))
+        for idx in indexes:
+            fields: dict[str, Value | float] = {}
+            for s in m.symbols:
+                v = walked.get(s.oid, {}).get(idx)
+                if v is not None:
+                    fields[s.name] = v
+            if not fields:
+                continue
+            tags = {**base, **m.static_tags, **_row_tags(m, walked, idx)}
+            if m.reading is not None and (r := _reading(m, fields)) is not None:
+                fields["reading"] = r
+            key = (m.measurement, tuple(sorted(tags.items())))
+            merged.setdefault(key, {}).update(fields)
+    return [Point(meas, dict(tags), fields, ts) for (meas, tags), fields in merged.items()]
+
+
+class _Missing(dict):
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def _row_tags(m: MetricTable, walked: Mapping[Oid, Mapping[Oid, Value]], idx: Oid) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for spec in m.tags:
+        if tags.get(spec.tag):
+            continue  # a repeated tag is a fallback: the first non-empty value wins
+        if spec.column is not None:
+            raw = walked.get(spec.column, {}).get(idx)
+            value = "" if raw is None else str(raw)
+        elif spec.index is not None:
+            if spec.index == 0:
+                value = ".".join(map(str, idx))
+            else:
+                value = str(idx[spec.index - 1]) if len(idx) >= spec.index else ""
+        else:
+            # The template comes from the profile (trusted); device strings are only substituted values.
+            value = (spec.template or "").format_map(_Missing(tags)).strip()
+        tags[spec.tag] = spec.mapping.get(value, value)
+    return {k: v for k, v in tags.items() if v != ""}
+
+
+def _reading(m: MetricTable, fields: Mapping[str, Value | float]) -> float | None:
+    r = m.reading
+    assert r is not None
+    raw = fields.get(r.value)
+    if not isinstance(raw, int):
+        return None
+    value = raw * r.factor
+    if r.scale is not None:
+        scale = fields.get(r.scale)
+        if not isinstance(scale, int) or not 1 <= scale <= 17:
+            return None
+        value *= 1000.0 ** (scale - 9)
+    if r.precision is not None:
+        precision = fields.get(r.precision)
+        if not isinstance(precision, int) or not -8 <= precision <= 9:
+            return None
+        value /= 10.0**precision
+    return value
+
+
+@dataclass
+class _LoopState:
+    engines: dict[str, SnmpEngine] = field(default_factory=dict)
+    semaphore: asyncio.Semaphore | None = None
+
+
+class SnmpCollector:
+    """Polls every configured agent. Async first (`acollect`, `acollect_many`); `collect` for callers without a loop.
+
+    The daemon schedules one job per `targets()` entry (its interval; its timeout is the poll deadline) and
+    awaits `acollect(target)` on its event loop; at most `concurrency` polls run at once.
+    """
+
+    name = "snmp"
+
+    def __init__(self, cfg: SnmpConfig, profiles: ProfileSet | None = None) -> None:
+        try:
+            self.profiles = profiles or load_profiles(cfg.profile_dirs)
+        except ProfileError as exc:
+            raise ConfigError([f"snmp profiles: {exc}"]) from None
+        problems = []
+        for i, t in enumerate(cfg.targets):
+            if t.profile is not None and t.profile not in self.profiles.names():
+                problems.append(f"snmp.targets[{i}].profile: {t.profile!r} is not allowed: "
+                                f"one of {', '.join(self.profiles.names())}")
+        if problems:
+            raise ConfigError(problems)
+        self.concurrency = cfg.concurrency
+        self._targets = [
+            Target(
+                name=t.name,
+                interval=t.interval if t.interval is not None else cfg.interval,
+                timeout=t.interval if t.interval is not None else cfg.interval,
+                options=SnmpTarget(endpoint_from_config(t, cfg), t.profile),
+            )
+            for t in cfg.targets
+        ]
+        self.status: dict[str, TargetStatus] = {t.name: TargetStatus() for t in self._targets}
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
+
+    def targets(self) -> list[Target]:
+        """One Target per [[snmp.targets]]: `interval` is its poll interval, `timeout` the poll's deadline."""
+        return list(self._targets)
+
+    def target(self, name: str) -> Target:
+        for t in self._targets:
+            if t.name == name:
+                return t
+        raise KeyError(f"no SNMP target named {name!r}; configured: {', '.join(t.name for t in self._targets)}")
+
+    def with_profile(self, target: Target, profile: str) -> Target:
+        """The same target polled with another profile (probe --profile); KeyError for an unknown profile."""
+        self.profiles.get(profile)
+        return replace(target, options=replace(_options(target), profile=profile))
+
+    def probe(self, target: Target) -> PollResult:
+        """Synchronous `aprobe` on a private loop (for the CLI)."""
+
+        async def run() -> PollResult:
+            try:
+                return await self.aprobe(target)
+            finally:
+                await self.aclose()
+
+        return asyncio.run(run())
+
+    def _state(self) -> _LoopState:
+        loop = asyncio.get_running_loop()
+        st = self._loops.get(loop)
+        if st is None:
+            st = self._loops[loop] = _LoopState(semaphore=asyncio.Semaphore(self.concurrency))
+        return st
+
+    def _engine(self, key: str) -> SnmpEngine:
+        st = self._state()
+        if key not in st.engines:
+            st.engines[key] = SnmpEngine()
+        return st.engines[key]
+
+    async def aprobe(self, target: Target) -> PollResult:
+        """One poll with everything it learned (discovery, profile and why, points, request counts)."""
+        opts = _options(target)
+        st = self._state()
+        assert st.semaphore is not None
+        async with st.semaphore:
+            session = Session(self._engine(opts.endpoint.credentials.engine_key()), opts.endpoint)
+            try:
+                async with asyncio.timeout(target.timeout):
+                    result = await poll(session, self.profiles, opts.profile)
+            except TimeoutError:
+                self._mark(target.name, f"target {target.name}: poll did not finish within its deadline of "
+                                        f"{target.timeout:g}s (the interval)")
+                raise CollectError(self.status[target.name].error) from None
+            except SnmpError as exc:
+                self._mark(target.name, str(exc))
+                raise CollectError(str(exc)) from None
+        self._mark(target.name, None, result.match.profile.name)
+        return result
+
+    async def acollect(self, target: Target) -> list[Point]:
+        """One poll of one agent on the running loop. Raises CollectError naming the target and the cause."""
+        return (await self.aprobe(target)).points
+
+    async def acollect_many(self, targets: Sequence[Target] | None = None) -> dict[str, list[Point] | CollectError]:
+        """Poll many agents at once (bounded by `concurrency`); a failure is returned, never raised."""
+        chosen = list(targets if targets is not None else self._targets)
+        results = await asyncio.gather(*(self.acollect(t) for t in chosen), return_exceptions=True)
+        out: dict[str, list[Point] | CollectError] = {}
+        for t, r in zip(chosen, results, strict=True):
+            if isinstance(r, CollectError | list):
+                out[t.name] = r
+            else:
+                raise r  # a bug, not an agent problem: let it surface
+        return out
+
+    def collect(self, target: Target) -> list[Point]:
+        """Synchronous poll (for `pmaintd collect --once` and the Collector protocol), on a private loop."""
+        return asyncio.run(self._once(target))
+
+    async def _once(self, target: Target) -> list[Point]:
+        try:
+            return await self.acollect(target)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the sockets of the engines bound to the running loop (call before the loop ends)."""
+        st = self._loops.pop(asyncio.get_running_loop(), None)
+        for engine in (st.engines.values() if st else ()):
+            engine.close_dispatcher()
+
+    def _mark(self, name: str, error: str | None, profile: str | None = None) -> None:
+        st = self.status.setdefault(name, TargetStatus())
+        up = error is None
+        if st.up is not up:
+            if not up:
+                log.warning("%s; marked down", error, extra={"target": name})
+            elif st.up is False:
+                log.info("target %s: answering again; marked up", name, extra={"target": name})
+            st.since = time.time()
+        st.up, st.error = up, error
+        if profile is not None:
+            st.profile = profile
+
+
+def _options(target: Target) -> SnmpTarget:
+    if not isinstance(target.options, SnmpTarget):
+        raise TypeError(f"{target.name} is not an SNMP target")
+    return target.options
+
+
+def adhoc_target(address: str, community: str, version: str, timeout: float, retries: int,
+                 max_repetitions: int, profile: str | None = None, name: str | None = None) -> Target:
+    """A target that is not in the config (for `pmaintd snmp probe ADDRESS --community ...`)."""
+    host, port = parse_snmp_address(address)
+    ep = Endpoint(name or address, host, port, Credentials(version, community=community), timeout, retries,
+                  max_repetitions)
+    deadline = max(30.0, timeout * (retries + 1) * 4)
+    return Target(name=ep.name, interval=deadline, timeout=deadline, options=SnmpTarget(ep, profile))
+
+
+def probe_report(result: PollResult) -> dict[str, object]:
+    """What `pmaintd snmp probe` shows: the device, the profile and why, interfaces, sensors, and all points."""
+    interfaces = []
+    sensors = []
+    counts: dict[str, int] = {}
+    for p in result.points:
+        counts[p.measurement] = counts.get(p.measurement, 0) + 1
+        if p.measurement == "interface":
+            f, t = p.fields, p.tags
+            speed = f.get("ifHighSpeed")
+            if speed is None and isinstance(f.get("ifSpeed"), int):
+                speed = int(f["ifSpeed"]) // 1_000_000
+            interfaces.append({
+                "ifIndex": t.get("ifIndex"), "ifName": t.get("ifName", ""), "ifDescr": t.get("ifDescr", ""),
+                "ifAlias": t.get("ifAlias", ""), "ifOperStatus": f.get("ifOperStatus"),
+                "ifAdminStatus": f.get("ifAdminStatus"), "speed_mbps": speed, "ifInErrors": f.get("ifInErrors"),
+                "hc": "ifHCInOctets" in f,
+            })
+        elif p.measurement == SNMP_SENSOR:
+            sensors.append({
+                "sensor": p.tags.get("sensor", ""), "sensor_index": p.tags.get("sensor_index", ""),
+                "sensor_type": p.tags.get("sensor_type", ""), "mib": p.tags.get("mib", ""),
+                "value": p.fields.get("value"), "reading": p.fields.get("reading"), "status": p.fields.get("status"),
+            })
+    interfaces.sort(key=lambda i: int(i["ifIndex"]) if str(i["ifIndex"]).isdigit() else 0)
+    d = result.discovery
+    return {
+        "target": result.target,
+        "device": {"sysName": d.sys_name, "sysDescr": d.sys_descr, "sysObjectID": d.sys_object_id,
+                   "sysUpTime": d.sys_uptime},
+        "profile": result.match.profile.name,
+        "reason": result.match.reason,
+        "requests": result.requests,
+        "varbinds": result.varbinds,
+        "seconds": round(result.seconds, 3),
+        "measurements": counts,
+        "interfaces": interfaces,
+        "sensors": sensors,
+        "points": [p.to_json() for p in result.points],
+    }
+
+
+@register("snmp")
+def _factory(cfg: Config) -> SnmpCollector | None:
+    return SnmpCollector(cfg.snmp) if cfg.snmp.targets else None
