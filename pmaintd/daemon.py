@@ -42,12 +42,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from pmaintd import collect
 from pmaintd import config as cfgmod
-from pmaintd.collect import Collector, Target
+from pmaintd.collect import CollectError, Collector, Target
+from pmaintd.collect.runner import PollResult
+from pmaintd.collect.runstate import RunState, RunStateError
 from pmaintd.logs import setup_logging
 from pmaintd.sdnotify import Notifier, watchdog_interval
 from pmaintd.selfmetrics import HttpEndpoint, SelfMetrics
 from pmaintd.store import Store, StoreError, open_store
-from pmaintd.telemetry import Point, format_time
+from pmaintd.telemetry import Point, format_time, now_ns
 
 log = logging.getLogger("pmaintd.daemon")
 T = TypeVar("T")
@@ -176,18 +178,45 @@ class TargetHealth:
     """A blocking poll's worker-thread future, kept until the thread returns (even after a timeout)."""
 
 
+def _describe(exc: BaseException) -> str:
+    """Expected failures carry an operator-facing message; anything else is a bug, so keep its type."""
+    if isinstance(exc, CollectError | OSError | TimeoutError):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _phase(collector: str, target: str, span: float) -> float:
     """A fixed offset in [0, span) per target: spread over the jitter window, stable across restarts."""
     return zlib.crc32(f"{collector}/{target}".encode()) / 2**32 * span
 
 
-def _close_targets(targets: Mapping[str, Sequence[Target]]) -> None:
-    for ts in targets.values():
+@dataclass
+class Retired:
+    """Collectors replaced by a reload (or stopped), with what they hold open."""
+
+    collectors: list[Collector]
+    targets: Mapping[str, Sequence[Target]]
+    pools: Mapping[str, ThreadPoolExecutor]
+
+
+async def _release(old: Retired) -> None:
+    """Close what retired collectors hold: thread pools (without waiting for hung threads), the SNMP
+    engines' sockets bound to this loop (`aclose`), and SSH connections (target transports)."""
+    for pool in old.pools.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    for c in old.collectors:
+        aclose = getattr(c, "aclose", None)
+        if aclose is not None:
+            try:
+                await asyncio.wait_for(aclose(), 2.0)
+            except Exception as exc:  # closing is best effort: sockets may already be gone
+                log.debug("closing collector %s: %s", c.name, exc)
+    for ts in old.targets.values():
         for t in ts:
             if t.transport is not None:
                 try:
                     t.transport.close()
-                except Exception as exc:  # closing is best effort: the connection may already be gone
+                except Exception as exc:
                     log.debug("closing transport of %s: %s", t.name, exc)
 
 
@@ -223,6 +252,8 @@ class Daemon:
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
         self._stop_event: asyncio.Event | None = None
+        self.runstate: RunState | None = None
+        self._runstate_error: str | None = None
 
     # ---- start ---------------------------------------------------------------------------------------
 
@@ -234,6 +265,10 @@ class Daemon:
         except StoreError as exc:
             raise StartupError(f"store: {exc}") from None
         self.writer = Writer(store, self.metrics, self.cfg.store.batch_size)
+        try:
+            self.runstate = RunState(self.state_dir)
+        except RunStateError as exc:
+            raise StartupError(str(exc)) from None
         try:
             self._install_collectors(collect.build(self.cfg))
         except cfgmod.ConfigError as exc:
@@ -253,9 +288,10 @@ class Daemon:
         except OSError as exc:
             raise StartupError(f"daemon.listen: cannot listen on {listen}: {exc.strerror or exc}") from None
 
-    def _install_collectors(self, collectors: list[Collector]) -> None:
-        """Make `collectors` current: targets, one thread pool per blocking collector, health entries."""
-        old_targets, old_pools = self.targets, self.pools
+    def _install_collectors(self, collectors: list[Collector]) -> Retired:
+        """Make `collectors` current: targets, one thread pool per blocking collector, health entries.
+        Returns the previous ones, for `_release` once nothing uses them."""
+        old = Retired(self.collectors, self.targets, self.pools)
         self.collectors = collectors
         self.targets = {c.name: list(c.targets()) for c in collectors}
         self.pools = {}
@@ -270,9 +306,7 @@ class Daemon:
                 self.metrics.forget_target(*key)
         for key in keep:
             self.health.setdefault(key, TargetHealth())
-        for pool in old_pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
-        _close_targets(old_targets)
+        return old
 
     def _store_counters(self) -> Mapping[str, float]:
         store = self.writer.store if self.writer else None
@@ -285,8 +319,10 @@ class Daemon:
         """One poll of one target, bounded by its timeout; the points go to the writer. True on success."""
         key = (collector.name, target.name)
         h = self.health.setdefault(key, TargetHealth())
+        started = now_ns()
         if h.running is not None and not h.running.done():
-            self._record(key, "skipped", 0.0, f"its previous poll is still running (over {target.timeout:g}s)")
+            msg = f"its previous poll is still running (over {target.timeout:g}s)"
+            self._record(key, started, "skipped", 0.0, msg)
             return False
         t0 = time.monotonic()
         fut: Future[list[Point]] | None = None
@@ -302,31 +338,44 @@ class Daemon:
             elapsed = time.monotonic() - t0
             if elapsed >= target.timeout * 0.99:
                 hung = " (abandoned; its thread is still running)" if fut is not None and not fut.done() else ""
-                self._record(key, "timeout", elapsed, f"no result within {target.timeout:g}s{hung}")
+                self._record(key, started, "timeout", elapsed, f"no result within {target.timeout:g}s{hung}")
             else:  # the collector's own timeout (e.g. a command that did not finish)
-                self._record(key, "timeout", elapsed, str(exc) or "timed out")
+                self._record(key, started, "timeout", elapsed, str(exc) or "timed out")
             return False
         except asyncio.CancelledError:
             if self._stopping:  # shutdown cancelled the poll: not a failure of the target, nothing to report
                 return False
             raise
         except Exception as exc:
-            self._record(key, "error", time.monotonic() - t0, str(exc) or type(exc).__name__)
+            self._record(key, started, "error", time.monotonic() - t0, _describe(exc))
             return False
         self.metrics.points_collected.labels(collector.name).inc(len(points))
         assert self.writer is not None
         self.writer.submit(points)
-        self._record(key, "ok", time.monotonic() - t0, "", len(points))
+        self._record(key, started, "ok", time.monotonic() - t0, "", points)
         return True
 
-    def _record(self, key: tuple[str, str], outcome: str, seconds: float, error: str, npoints: int = 0) -> None:
-        """Metrics, and a log line only when a target starts failing or recovers (not on every poll)."""
+    def _record(
+        self,
+        key: tuple[str, str],
+        started_ns: int,
+        outcome: str,
+        seconds: float,
+        error: str,
+        points: Sequence[Point] = (),
+    ) -> None:
+        """Metrics, run state, the `pmaintd_collector` self-metric point, and a log line only when a target
+        starts failing or recovers (not on every poll)."""
         cname, tname = key
+        ok = outcome == "ok"
+        run = PollResult(cname, tname, started_ns, seconds, list(points), None if ok else error)
+        assert self.writer is not None
+        self.writer.submit([run.self_point()])
+        self.writer.call(lambda _store: self._persist_run(run))
         m = self.metrics
         m.collect_runs.labels(cname, tname, outcome).inc()
         if outcome != "skipped":
             m.collect_duration.labels(cname, tname).observe(seconds)
-        ok = outcome == "ok"
         m.target_up.labels(cname, tname).set(1 if ok else 0)
         h = self.health.setdefault(key, TargetHealth())
         h.polled = True
@@ -352,6 +401,18 @@ class Daemon:
                     "%s target %s is failing: %s (not repeated until it recovers)", cname, tname, error, extra=extra
                 )
         self._publish_status()
+
+    def _persist_run(self, run: PollResult) -> None:
+        """In the writer thread: the run state `pmaintd status` shows (its own sqlite file)."""
+        assert self.runstate is not None
+        try:
+            run.record(self.runstate)
+        except RunStateError as exc:
+            if str(exc) != self._runstate_error:
+                log.error("%s", exc)
+            self._runstate_error = str(exc)
+        else:
+            self._runstate_error = None
 
     # ---- housekeeping --------------------------------------------------------------------------------
 
@@ -502,7 +563,7 @@ class Daemon:
             if new_cfg.daemon.listen != self.cfg.daemon.listen:
                 new_http = self._bind_http(new_cfg.daemon.listen)
         except Exception as exc:
-            _close_targets({c.name: list(c.targets()) for c in new_collectors})
+            await _release(Retired(new_collectors, {c.name: list(c.targets()) for c in new_collectors}, {}))
             if new_store is not None:
                 new_store.close()
             self.metrics.reloads.labels("failed").inc()
@@ -520,8 +581,9 @@ class Daemon:
             old, self.http = self.http, new_http
             if old is not None:
                 await asyncio.to_thread(old.close)
-        self._install_collectors(new_collectors)
+        retired = self._install_collectors(new_collectors)
         self._schedule()
+        await _release(retired)
         self._reload_problem = None
         self.metrics.reloads.labels("ok").inc()
         log.info("reloaded %s: %s", src, cfgmod.summary(new_cfg, self.config_path))
@@ -573,9 +635,9 @@ class Daemon:
             log.error("stopped: the store did not finish writing within %gs; exiting anyway", timeout)
         if self.http is not None:
             await asyncio.to_thread(self.http.close)  # shutdown() waits up to 0.5 s for the serving thread
-        for pool in self.pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
-        _close_targets(self.targets)
+        await _release(Retired(self.collectors, self.targets, self.pools))
+        if flushed and self.runstate is not None:
+            self.runstate.close()
         self.notifier.close()
         return 0
 
@@ -584,12 +646,12 @@ class Daemon:
         results = await asyncio.gather(*(self.poll(c, t) for c in self.collectors for t in self.targets[c.name]))
         hk = await self.housekeeping()
         assert self.writer is not None
+        await _release(Retired(self.collectors, self.targets, self.pools))
         if not await asyncio.to_thread(self.writer.close, self.cfg.daemon.stop_timeout):
             log.error("the store did not finish writing within %gs", self.cfg.daemon.stop_timeout)
             return 1
-        for pool in self.pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)
-        _close_targets(self.targets)
+        if self.runstate is not None:
+            self.runstate.close()
         for (c, t), h in sorted(self.health.items()):
             if h.failing:
                 print(f"pmaintd: {c} {t}: {h.error}", file=sys.stderr)

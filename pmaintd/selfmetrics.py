@@ -27,10 +27,11 @@ OUTCOMES = ("ok", "error", "timeout", "skipped")
 
 
 class StoreCounters(Collector):
-    """Exposes whatever counters the current store reports (`counters()` -> {name: number}).
+    """Exposes the current store's `counters()` ({name: number}) as `pmaintd_store_<name>`.
 
-    Names ending in `_total` become counters, the rest gauges, all prefixed `pmaintd_store_`. A store
-    without counters (sqlite) exposes nothing here; its writes are counted by the daemon's writer.
+    Names with `pending` in them are levels (gauges: e.g. points waiting in the spool now); every other
+    one only grows (counters: points written, replayed, spooled, dropped, rejected). A store without
+    counters (sqlite) exposes nothing here; its writes are counted by the daemon's writer.
     """
 
     def __init__(self, get_counters: Callable[[], Mapping[str, float]]) -> None:
@@ -43,11 +44,11 @@ class StoreCounters(Collector):
             log.debug("store counters unavailable: %s", exc)
             return
         for name, value in sorted(values.items()):
-            full = f"pmaintd_store_{name}"
-            if name.endswith("_total"):
-                yield CounterMetricFamily(full.removesuffix("_total"), f"store counter {name}", value=value)
+            full = f"pmaintd_store_{name}".removesuffix("_total")
+            if "pending" in name:
+                yield GaugeMetricFamily(full, f"store level {name}", value=value)
             else:
-                yield GaugeMetricFamily(full, f"store gauge {name}", value=value)
+                yield CounterMetricFamily(full, f"store counter {name}", value=value)
 
 
 class SelfMetrics:
