@@ -227,6 +227,7 @@ class InfluxStore:
                     log.info("InfluxDB at %s answers again; replaying the spool", self.location)
                 self._down_reason = None
                 self._pause = _PAUSE_MIN
+                self._pause_until = 0.0
                 return _Outcome.OK, ""
             if status == 404:  # database missing (dropped, or creation failed earlier): create, then retry
                 self._db_ready = self.cfg.api != "v1"
