@@ -167,8 +167,14 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
                 out.append(
                     Point(
                         "snmp_sensor",
-                        {"source": dev, "sysName": dev, "sensor": f"{ifname} Rx Power", "sensor_type": "dBm"},
-                        {"value": rx},
+                        {
+                            "source": dev,
+                            "sysName": dev,
+                            "sensor": f"{ifname} Rx Power",
+                            "sensor_type": "dBm",
+                            "ifName": ifname,
+                        },
+                        {"reading": rx},
                         t,
                     )
                 )

@@ -45,7 +45,7 @@ def test_links_go_down_while_admin_up_after_rx_power_falls() -> None:
     batches, failures = simulate(SPEC, START)
     batches = list(batches)
     oper = _series(batches, "interface", lambda p: f"{p.tags['source']}/{p.tags['ifName']}", "ifOperStatus")
-    rx = _series(batches, "snmp_sensor", lambda p: f"{p.tags['source']}/{p.tags['sensor'].split()[0]}", "value")
+    rx = _series(batches, "snmp_sensor", lambda p: f"{p.tags['source']}/{p.tags['ifName']}", "reading")
     links = [f for f in failures if f.kind == "network"]
     assert links
     for f in links:

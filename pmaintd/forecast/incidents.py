@@ -65,8 +65,9 @@ def read(
     return sorted(out, key=lambda i: (i.time, i.kind, i.entity))
 
 
-def record(store: Store, incidents: Iterable[Incident], source: str, type_: str = FAILURE,
-           same_within: float = 86400.0) -> list[Incident]:
+def record(
+    store: Store, incidents: Iterable[Incident], source: str, type_: str = FAILURE, same_within: float = 86400.0
+) -> list[Incident]:
     """Write the incidents not already in the store; returns those written.
 
     An incident of the same kind and entity within `same_within` seconds of a stored one is the same
@@ -114,10 +115,8 @@ def detect(store: Store, start: int, now: int, rules: DetectionRules) -> list[In
     out += _unreachable_hosts(store, start, now, rules.host_unreachable_after)
     iface = store.query("interface", start, now)
     if not iface.is_empty() and {"ifOperStatus", "ifAdminStatus", "ifName"} <= set(iface.columns):
-        dev = "sysName" if "sysName" in iface.columns else "source"
-        iface = iface.with_columns(
-            pl.concat_str([pl.col(dev).fill_null(pl.col("source")), pl.col("ifName")], separator="/").alias("_link")
-        )
+        # The device is the configured target name (`source`), never sysName: that comes from the network.
+        iface = iface.with_columns(pl.concat_str([pl.col("source"), pl.col("ifName")], separator="/").alias("_link"))
         cond = (pl.col("ifOperStatus") == 2) & (pl.col("ifAdminStatus") == 1)
         for ent, t in _first_true_runs(iface, "_link", cond, rules.interface_down_after, now_us):
             out.append(Incident(t * 1000, "network", ent, "link_down_admin_up"))
