@@ -114,6 +114,9 @@ class ActionEngine:
                 if dry_run:
                     raise _DryRun
         except _DryRun:
+            for d in decisions:  # ids of rows that were rolled back mean nothing
+                if d.outcome in ("would_act", "proposed", "observed"):
+                    d.action_id = None
             return decisions
         for rec in pending:
             self.auditor.record(rec)

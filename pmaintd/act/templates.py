@@ -54,7 +54,9 @@ def check_template(template: str) -> None:
             continue
         if name not in PLACEHOLDERS:
             allowed = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-            raise TemplateError(f"unknown placeholder {{{name}}}; allowed: {allowed}")
+            raise TemplateError(
+                f"unknown placeholder {{{name}}}; allowed: {allowed} (a literal brace is written {{{{ or }}}})"
+            )
         if spec or conversion:
             raise TemplateError(f"placeholder {{{name}}} takes no conversion or format spec")
         if state:
