@@ -630,6 +630,49 @@ def snmp_probe(app: App, target: str, community: str | None, version: str, profi
                       highlight=False, markup=False)
 
 
+@cli.group("smart")
+def smart_group() -> None:
+    """SMART: parse saved smartctl outputs (for hosts pmaintd cannot reach, and for debugging)."""
+
+
+@smart_group.command("parse")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--json", "as_json", is_flag=True, help="A JSON array, one object per file (raw values; null: not reported)."
+)
+def smart_parse_cmd(files: tuple[Path, ...], as_json: bool) -> None:
+    """Parse smartctl outputs (text -a/-x, or --json). Every file is tried; exit 1 if any could not be parsed."""
+    from pmaintd.collect.smart_parse import SmartParseError, parse
+
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for f in files:
+        obj: dict[str, Any] = {"file": str(f)}
+        try:
+            obj.update(parse(f.read_bytes()).to_json())
+        except (OSError, SmartParseError) as exc:
+            failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            obj["error"] = reason
+            err_console.print(f"[red]error[/red] {f}: {reason}", highlight=False, markup=True)
+        results.append(obj)
+    if as_json:
+        print_json(results)
+    else:
+        counters = ("reallocated_sectors_count", "pending_sector_count", "uncorrectable_sector_count",
+                    "udma_crc_errors", "media_errors", "critical_warning", "grown_defects")  # fmt: skip
+        keys = ("serial_no", "model", "device_type", "health_ok", "temp_c", "power_on_hours")
+        rows = [
+            [Path(r["file"]).name, *(r[k] for k in keys), " ".join(f"{c}={r[c]}" for c in counters if r[c])]
+            for r in results
+            if "error" not in r
+        ]
+        cols = ["file", "serial", "model", "type", "health_ok", "temp_c", "power_on_h", "non-zero error counters"]
+        console.print(_table("smartctl outputs", cols, rows))
+    if failed:
+        sys.exit(EXIT_FAILED)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="pmaintd")

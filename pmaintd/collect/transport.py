@@ -36,8 +36,12 @@ class Transport(Protocol):
         """Names in a directory (for /sys trees). Raises OSError when it cannot."""
         ...
 
-    def run(self, argv: list[str], timeout: float) -> RunResult:
-        """Run a command without a shell. Raises TimeoutError when it outlives `timeout` (and kills it)."""
+    def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
+        """Run a command without a shell. Raises TimeoutError when it outlives `timeout` (and kills it).
+
+        `privileged` marks commands that need root (smartctl): a transport configured with `sudo` runs
+        them through `sudo -n`, which fails at once instead of prompting when no NOPASSWD rule allows it.
+        """
         ...
 
     def close(self) -> None: ...
@@ -46,8 +50,9 @@ class Transport(Protocol):
 class LocalTransport:
     """This machine: plain file reads and subprocesses."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, sudo: bool = False) -> None:
         self.host = host
+        self.sudo = sudo
 
     def read_text(self, path: str) -> str:
         return Path(path).read_text(errors="replace")
@@ -55,7 +60,9 @@ class LocalTransport:
     def list_dir(self, path: str) -> list[str]:
         return sorted(p.name for p in Path(path).iterdir())
 
-    def run(self, argv: list[str], timeout: float) -> RunResult:
+    def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
+        if privileged and self.sudo:
+            argv = ["sudo", "-n", *argv]
         try:
             cp = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
