@@ -53,13 +53,15 @@ _INT64_MAX = 2**63 - 1
 
 
 def _type_name(v: FieldValue) -> str:
+    if type(v) is int and not -_INT64_MAX - 1 <= v <= _INT64_MAX:  # type: ignore[operator]
+        return "float"  # stored as a float (see _db_value), so it must read back as one
     return _TYPE_NAMES[type(v)]
 
 
 def _db_value(v: FieldValue) -> int | float | str:
     if isinstance(v, bool):
         return int(v)
-    if isinstance(v, int) and v > _INT64_MAX:  # Counter64 beyond int64: keep magnitude, lose low bits
+    if isinstance(v, int) and not -_INT64_MAX - 1 <= v <= _INT64_MAX:  # Counter64 beyond int64: keep magnitude
         return float(v)
     return v
 
@@ -83,6 +85,8 @@ class SqliteStore:
             raise StoreError(f"cannot open sqlite store {self.path}: {exc}") from None
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str], int] = {}
+        self._series_fast: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+        """Series ids by tags in the order the collector built them: no sort, no JSON on a hit."""
         self._types: dict[tuple[str, str], str] = {
             (m, f): t for m, f, t in self._db.execute("SELECT measurement, field, type FROM field_types")
         }
@@ -98,12 +102,17 @@ class SqliteStore:
             )
 
     def _series_id(self, cur: sqlite3.Cursor, measurement: str, tags: Mapping[str, str]) -> int:
+        fast = (measurement, tuple(tags.items()))
+        sid = self._series_fast.get(fast)
+        if sid is not None:
+            return sid
         key = (measurement, json.dumps(dict(sorted(tags.items())), separators=(",", ":")))
         sid = self._series.get(key)
         if sid is None:
             cur.execute("INSERT OR IGNORE INTO series (measurement, tags) VALUES (?, ?)", key)
             sid = cur.execute("SELECT id FROM series WHERE measurement = ? AND tags = ?", key).fetchone()[0]
             self._series[key] = sid
+        self._series_fast[fast] = sid
         return sid
 
     def write(self, points: Sequence[Point]) -> None:
@@ -138,6 +147,7 @@ class SqliteStore:
                 for m, f, _t in new_types:
                     self._types.pop((m, f), None)
                 self._series.clear()
+                self._series_fast.clear()
                 if isinstance(exc, sqlite3.Error):
                     raise StoreError(f"sqlite write to {self.path} failed: {exc}") from None
                 raise
@@ -149,7 +159,25 @@ class SqliteStore:
         stop: int | None = None,
         tags: Mapping[str, str | Sequence[str]] | None = None,
     ) -> pl.DataFrame:
-        """Wide frame: time (µs, UTC), one column per tag, one per field, sorted by series then time."""
+        """Wide frame: time (µs, UTC), one column per tag, one per field, sorted by series then time.
+
+        Reads in one transaction (a consistent snapshot while the daemon writes), and takes field types
+        from the file, not this process's cache: another process may have added fields since we opened.
+        """
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                return self._query(measurement, start, stop, tags)
+            finally:
+                self._db.execute("COMMIT")
+
+    def _query(
+        self,
+        measurement: str,
+        start: int | None,
+        stop: int | None,
+        tags: Mapping[str, str | Sequence[str]] | None,
+    ) -> pl.DataFrame:
         series = {
             sid: json.loads(t)
             for sid, t in self._db.execute("SELECT id, tags FROM series WHERE measurement = ?", (measurement,))
@@ -157,7 +185,7 @@ class SqliteStore:
         if tags:
             wanted = {k: ({v} if isinstance(v, str) else set(v)) for k, v in tags.items()}
             series = {sid: t for sid, t in series.items() if all(t.get(k) in vs for k, vs in wanted.items())}
-        types = {f: t for (m, f), t in self._types.items() if m == measurement}
+        types = dict(self._db.execute("SELECT field, type FROM field_types WHERE measurement = ?", (measurement,)))
         if not series:
             return pl.DataFrame(schema={"time": pl.Datetime("us", "UTC")})
         lo = start if start is not None else -(2**63)
@@ -176,10 +204,12 @@ class SqliteStore:
 
     def stats(self) -> list[MeasurementStats]:
         out = []
-        for m, n, newest in self._db.execute(
-            "SELECT s.measurement, COUNT(DISTINCT x.series || ':' || x.time), MAX(x.time) "
-            "FROM samples x JOIN series s ON s.id = x.series GROUP BY s.measurement ORDER BY s.measurement"
-        ):
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.measurement, COUNT(DISTINCT x.series || ':' || x.time), MAX(x.time) "
+                "FROM samples x JOIN series s ON s.id = x.series GROUP BY s.measurement ORDER BY s.measurement"
+            ).fetchall()
+        for m, n, newest in rows:
             out.append(MeasurementStats(m, n, newest))
         return out
 

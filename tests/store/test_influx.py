@@ -211,3 +211,24 @@ def test_v1_auth_from_password_file_never_shown(
 
 def test_location_hides_credentials_in_url() -> None:
     assert redact_url("http://u:p%40ss@db.example:8086/") == "http://db.example:8086"
+
+
+def test_same_frame_as_sqlite_for_the_same_points(v1: InfluxStore, tmp_path: Path) -> None:
+    """Consumers (features, status) cannot tell the stores apart: same columns, dtypes and values."""
+    from pmaintd.store.sqlite import SqliteStore
+
+    lite = SqliteStore(tmp_path / "lite.db")
+    points = [
+        Point("smart_device", {"serial_no": f"S{i % 3}", "model": "WDC WD40"} | ({"wwn": "5000c5"} if i % 2 else {}),
+              {"temp_c": 30 + i, "health_ok": i != 4, "percentage_used": i / 3, "firmware": f"v{i}"},
+              T0 + i * 1_000_123)
+        for i in range(9)
+    ]
+    for st in (lite, v1):
+        st.write(points)
+    keys = ["serial_no", "time"]
+    a = lite.query("smart_device", tags={"model": "WDC WD40"}).sort(keys)
+    b = v1.query("smart_device", tags={"model": "WDC WD40"}).sort(keys)
+    assert a.schema == b.schema
+    assert a.equals(b)
+    lite.close()

@@ -1,0 +1,142 @@
+"""The embedded sqlite store: concurrent readers, retention, schema versions, field types, tag filters."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pmaintd.config import StoreConfig
+from pmaintd.store import StoreError, open_store
+from pmaintd.store.sqlite import SCHEMA_VERSION, SqliteStore
+from pmaintd.telemetry import Point
+
+NOW = time.time_ns()
+
+_READER = """
+import json, sys, time
+from pathlib import Path
+from pmaintd.store.sqlite import SqliteStore
+st = SqliteStore(Path(sys.argv[1]))
+print("open", flush=True)
+seen = []
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    f = st.query("diskio")
+    n = f.height
+    kinds = {c: str(t) for c, t in f.schema.items()}
+    stats = {s.measurement: s.points for s in st.stats()}
+    seen.append([n, stats.get("diskio", 0), kinds.get("model")])
+    if n >= int(sys.argv[2]):
+        break
+    time.sleep(0.01)
+print(json.dumps(seen), flush=True)
+"""
+
+
+def test_a_reader_process_reads_while_the_writer_writes(tmp_path: Path) -> None:
+    db = tmp_path / "pmaintd.db"
+    writer = SqliteStore(db)
+    total = 40 * 250
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(db), str(total)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert reader.stdout is not None and reader.stdout.readline() == b"open\n"  # opened before any field exists
+    for b in range(40):
+        writer.write([
+            Point("diskio", {"host": "h", "name": f"sd{i % 5}"}, {"reads": b * 250 + i, "model": "WDC"},
+                  NOW + (b * 250 + i) * 1000)
+            for i in range(250)
+        ])
+        time.sleep(0.005)
+    out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err.decode()
+    seen = json.loads(out)
+    counts = [s[0] for s in seen]
+    assert counts == sorted(counts), "a reader never sees data go backwards"
+    assert counts[-1] == total and seen[-1][1] == total
+    assert len(set(counts)) > 2, "the reader saw the writes arrive in steps"
+    # Every read is a whole batch: never a half-written transaction.
+    assert all(c % 250 == 0 for c in counts)
+    # A field created after the reader opened still reads back as its real type.
+    assert {s[2] for s in seen if s[0]} == {"String"}
+    writer.close()
+
+
+def test_retention_via_maintain_and_wal_truncated(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "db", retention_s=86400)
+    old = [Point("cpu", {"host": "h"}, {"usage_idle": 50.0}, NOW - 2 * 86400 * 10**9 + i) for i in range(10)]
+    new = [Point("cpu", {"host": "h"}, {"usage_idle": 60.0}, NOW - 3600 * 10**9 + i) for i in range(5)]
+    st.write(old + new)
+    assert st.stats()[0].points == 15
+    st.maintain()
+    assert st.stats()[0].points == 5
+    assert st.query("cpu")["usage_idle"].to_list() == [60.0] * 5
+    assert (tmp_path / "db-wal").stat().st_size == 0
+    st.close()
+
+
+def test_open_store_uses_retention_from_config(tmp_path: Path) -> None:
+    st = open_store(StoreConfig(retention="2d"), tmp_path)
+    assert isinstance(st, SqliteStore) and st.retention_s == 2 * 86400
+    assert st.location == str(tmp_path / "pmaintd.db")
+    st.close()
+
+
+def test_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "db").close()
+    with sqlite3.connect(tmp_path / "db") as c:
+        c.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    with pytest.raises(StoreError, match=rf"schema version {SCHEMA_VERSION + 1}, newer than .* \({SCHEMA_VERSION}\)"):
+        SqliteStore(tmp_path / "db")
+
+
+def test_field_type_conflict_is_an_error_and_writes_nothing(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "db")
+    st.write([Point("smart_device", {"serial_no": "A"}, {"temp_c": 40, "ratio": 0.5}, NOW)])
+    batch = [
+        Point("smart_device", {"serial_no": "B"}, {"temp_c": 41}, NOW + 1000),
+        Point("smart_device", {"serial_no": "C"}, {"temp_c": "hot"}, NOW + 2000),
+    ]
+    with pytest.raises(StoreError, match=r"smart_device\.temp_c is int, got str \('hot'\)"):
+        st.write(batch)
+    assert st.query("smart_device")["serial_no"].to_list() == ["A"]  # B was not half-written
+    st.write([Point("smart_device", {"serial_no": "B"}, {"temp_c": 41, "ratio": 1}, NOW + 1000)])  # int -> float ok
+    f = st.query("smart_device")
+    assert f.schema["ratio"] == pl.Float64 and f["ratio"].to_list() == [0.5, 1.0]
+    st.close()
+
+
+def test_typed_columns_and_counter64(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "db")
+    st.write([Point("interface", {"source": "sw1", "ifName": "Gi0/1"},
+                    {"ifHCInOctets": 2**64 - 1, "up": True, "ifAlias": "x\n y=1", "ifSpeed": 10**9}, NOW)])
+    f = st.query("interface")
+    assert f.schema == {"time": pl.Datetime("us", "UTC"), "ifName": pl.Utf8, "source": pl.Utf8,
+                        "ifAlias": pl.Utf8, "ifHCInOctets": pl.Float64, "ifSpeed": pl.Int64, "up": pl.Boolean}
+    assert f.row(0)[1:] == ("Gi0/1", "sw1", "x\n y=1", float(2**64 - 1), 10**9, True)
+    st.close()
+
+
+def test_tag_filters(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "db")
+    st.write([Point("diskio", {"host": h, "name": n}, {"reads": i}, NOW + i * 1000)
+              for i, (h, n) in enumerate([("a", "sda"), ("a", "sdb"), ("b", "sda"), ("b", "sdc")])])
+
+    def names(**tags: str | list[str]) -> list[str]:
+        f = st.query("diskio", tags=tags)
+        return sorted(f["name"].to_list()) if f.height else []
+
+    assert names(host="a") == ["sda", "sdb"]
+    assert names(host=["a", "b"], name="sda") == ["sda", "sda"]
+    assert names(host="b", name=["sdb", "sdc"]) == ["sdc"]
+    assert names(host="zzz") == []
+    assert names(serial_no="X") == []  # a tag no series has matches nothing
+    assert st.query("diskio", start=NOW + 1000, stop=NOW + 3000)["reads"].to_list() == [1, 2]
+    st.close()
