@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 
 from pmaintd.collect import CollectError, Collector, Target, register
+from pmaintd.collect.hosts import host_targets
 from pmaintd.collect.procfs import SECTOR_BYTES, DiskStats, ParseError, parse_diskstats, parse_udev_db
 from pmaintd.collect.targets import machine_targets
 from pmaintd.collect.transport import Transport
@@ -170,4 +171,6 @@ class DiskioCollector:
 
 @register("diskio")
 def _factory(cfg: Config) -> Collector | None:
-    return DiskioCollector(cfg.collect.diskio) if cfg.collect.diskio.enabled else None
+    section = cfg.collect.diskio
+    # This machine plus every [[hosts]] entry that lists "diskio" (over SSH or locally).
+    return DiskioCollector(section, host_targets(cfg, "diskio", section)) if section.enabled else None

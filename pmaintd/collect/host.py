@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from pmaintd.collect import CollectError, Collector, Target, register
+from pmaintd.collect.hosts import host_targets
 from pmaintd.collect.procfs import (
     CPU_STATES,
     CpuTimes,
@@ -380,4 +381,6 @@ class HostCollector:
 
 @register("host")
 def _factory(cfg: Config) -> Collector | None:
-    return HostCollector(cfg.collect.host) if cfg.collect.host.enabled else None
+    section = cfg.collect.host
+    # This machine plus every [[hosts]] entry that lists "host" (over SSH or locally).
+    return HostCollector(section, host_targets(cfg, "host", section)) if section.enabled else None
