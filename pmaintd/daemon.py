@@ -78,6 +78,11 @@ class Writer:
         self.batch_size = batch_size
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._last_error: str | None = None
+        self.stored = 0
+        """Points the store accepted (written, or spooled by a server store) since start."""
+        self.refused = 0
+        self.final_counters: dict[str, float] = {}
+        """The store's own counters just before it was closed (for the stop log line)."""
         # A daemon thread: if a write is stuck past the stop timeout, the process must still be able to exit.
         self._thread = threading.Thread(target=self._run, name="pmaintd-writer", daemon=True)
         self._thread.start()
@@ -147,18 +152,22 @@ class Writer:
                 # The store spools what a server could not take; an error here means it refused the points
                 # (e.g. a field type conflict), which retrying cannot fix. Say so once per distinct reason.
                 self._metrics.points_rejected.inc(len(chunk))
+                self.refused += len(chunk)
                 msg = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
                 if msg != self._last_error:
                     log.error("store %s refused %d points: %s", self.store.location, len(chunk), msg)
                     self._last_error = msg
             else:
                 self._metrics.points_stored.inc(len(chunk))
+                self.stored += len(chunk)
                 self._last_error = None
             finally:
                 self._metrics.write_queue.dec(len(chunk))
 
     def _close_store(self) -> None:
+        get = getattr(self.store, "counters", None)
         try:
+            self.final_counters = dict(get()) if callable(get) else {}
             self.store.close()
         except Exception as exc:
             log.error("closing store %s failed: %s", self.store.location, exc)
@@ -199,9 +208,11 @@ class Retired:
     pools: Mapping[str, ThreadPoolExecutor]
 
 
-async def _release(old: Retired) -> None:
+async def _release(old: Retired, keep: Mapping[str, Sequence[Target]] | None = None) -> None:
     """Close what retired collectors hold: thread pools (without waiting for hung threads), the SNMP
-    engines' sockets bound to this loop (`aclose`), and SSH connections (target transports)."""
+    engines' sockets bound to this loop (`aclose`), and SSH connections (target transports) that the
+    current targets (`keep`) do not share: one host's transport is shared by all its collectors."""
+    in_use = {id(t.transport) for ts in (keep or {}).values() for t in ts if t.transport is not None}
     for pool in old.pools.values():
         pool.shutdown(wait=False, cancel_futures=True)
     for c in old.collectors:
@@ -213,7 +224,7 @@ async def _release(old: Retired) -> None:
                 log.debug("closing collector %s: %s", c.name, exc)
     for ts in old.targets.values():
         for t in ts:
-            if t.transport is not None:
+            if t.transport is not None and id(t.transport) not in in_use:
                 try:
                     t.transport.close()
                 except Exception as exc:
@@ -563,7 +574,8 @@ class Daemon:
             if new_cfg.daemon.listen != self.cfg.daemon.listen:
                 new_http = self._bind_http(new_cfg.daemon.listen)
         except Exception as exc:
-            await _release(Retired(new_collectors, {c.name: list(c.targets()) for c in new_collectors}, {}))
+            unused = Retired(new_collectors, {c.name: list(c.targets()) for c in new_collectors}, {})
+            await _release(unused, keep=self.targets)
             if new_store is not None:
                 new_store.close()
             self.metrics.reloads.labels("failed").inc()
@@ -583,7 +595,7 @@ class Daemon:
                 await asyncio.to_thread(old.close)
         retired = self._install_collectors(new_collectors)
         self._schedule()
-        await _release(retired)
+        await _release(retired, keep=self.targets)
         self._reload_problem = None
         self.metrics.reloads.labels("ok").inc()
         log.info("reloaded %s: %s", src, cfgmod.summary(new_cfg, self.config_path))
@@ -630,7 +642,13 @@ class Daemon:
         t0 = time.monotonic()
         flushed = await asyncio.to_thread(self.writer.close, timeout)
         if flushed:
-            log.info("stopped: pending writes flushed in %.2fs", time.monotonic() - t0)
+            log.info(
+                "stopped: pending writes flushed in %.2fs; %d points stored since start, %d refused%s",
+                time.monotonic() - t0,
+                self.writer.stored,
+                self.writer.refused,
+                "".join(f", {k}={v}" for k, v in sorted(self.writer.final_counters.items())),
+            )
         else:
             log.error("stopped: the store did not finish writing within %gs; exiting anyway", timeout)
         if self.http is not None:

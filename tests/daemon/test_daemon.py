@@ -1,0 +1,339 @@
+"""`pmaintd run` as systemd runs it: a real subprocess, a real AF_UNIX datagram socket in $NOTIFY_SOCKET,
+real collectors (this machine's /proc; a real net-snmp agent), the real sqlite store, real HTTP scrapes.
+systemd itself is not PID 1 on these machines, so the test plays its part of the notify protocol."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import services
+from tests.daemon.harness import (
+    DaemonProcess,
+    NotifySocket,
+    UdpGate,
+    free_tcp_port,
+    healthz,
+    http_get,
+    metric,
+    metrics,
+    wait_until,
+)
+
+
+def make_config(listen: str, *, host_interval: str = "1s", extra: str = "", log_format: str = "text") -> str:
+    """The host collector on this machine every second; disk collectors off (no disks worth polling here)."""
+    return f"""
+[collect.host]
+interval = "{host_interval}"
+[collect.diskio]
+enabled = false
+[collect.smart]
+enabled = false
+[daemon]
+listen = "{listen}"
+jitter = "200ms"
+misfire_grace = "5s"
+housekeeping_interval = "2s"
+log_format = "{log_format}"
+{extra}
+"""
+
+
+def snmp_target(name: str, address: str, interval: str = "1s", timeout: str = "200ms") -> str:
+    return f"""
+[[snmp.targets]]
+name = "{name}"
+address = "{address}"
+community = "public"
+interval = "{interval}"
+timeout = "{timeout}"
+retries = 0
+"""
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifySocket]:
+    s = NotifySocket()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemons a test starts; killed at the end if the test left one running."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+def start(daemons: list[DaemonProcess], tmp: Path, config: str, notify: NotifySocket | None, **env: str) -> DaemonProcess:
+    d = DaemonProcess(tmp, config, notify, dict(env))
+    daemons.append(d.start())
+    return d
+
+
+def stored_rows(state_dir: Path, measurement: str) -> int:
+    db = sqlite3.connect(state_dir / "pmaintd.db")
+    try:
+        return db.execute(
+            "SELECT COUNT(DISTINCT x.series || ':' || x.time) FROM samples x JOIN series s ON s.id = x.series "
+            "WHERE s.measurement = ?",
+            (measurement,),
+        ).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_ready_only_once_store_is_open_then_stop_on_sigterm(tmp_path, notify, daemons):
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    d = start(daemons, tmp_path, make_config(listen), notify)
+    ready = notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    # READY means usable: the store file exists, the HTTP endpoint answers and says it is ready.
+    assert (d.state_dir / "pmaintd.db").exists()
+    status, body = healthz(listen)
+    assert status == 200 and body["ready"] is True
+    assert "targets up" in ready.fields["STATUS"]
+    wait_until(lambda: stored_rows(d.state_dir, "cpu") > 0, 10, "host points in the store")
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+    assert notify.with_key("STOPPING"), "no STOPPING=1"
+    assert not notify.with_key("WATCHDOG"), "WATCHDOG=1 sent although $WATCHDOG_USEC was not set"
+    assert "Traceback" not in d.stderr
+
+
+def test_notify_socket_as_a_path(tmp_path, daemons):
+    """$NOTIFY_SOCKET may be a filesystem path as well as an abstract `@name`."""
+    sock = NotifySocket(abstract=False)
+    try:
+        d = start(daemons, tmp_path, make_config(f"127.0.0.1:{free_tcp_port()}"), sock)
+        sock.wait_for(lambda f: f.get("READY") == "1", 30)
+        d.signal(signal.SIGINT)
+        assert d.wait(10) == 0
+        assert sock.with_key("STOPPING")
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ('[daemon]\nlisten = "localhost"\n', "daemon.listen"),
+        ("[collect.host]\nintervall = \"5s\"\n", "collect.host.intervall"),
+    ],
+)
+def test_bad_config_at_start_no_ready_nonzero_exit_key_on_stderr(tmp_path, notify, daemons, extra, key):
+    d = start(daemons, tmp_path, extra, notify)
+    code = d.wait(30)
+    assert code == 2
+    assert key in d.stderr
+    notify.drain(0.3)
+    assert not notify.with_key("READY")
+
+
+def test_listen_address_in_use_fails_before_ready(tmp_path, notify, daemons):
+    """The config is valid but the daemon cannot serve /metrics: no READY, non-zero exit, the key named."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        d = start(daemons, tmp_path, make_config(listen), notify)
+        code = d.wait(30)
+    assert code != 0
+    assert "daemon.listen" in d.stderr and listen in d.stderr
+    notify.drain(0.3)
+    assert not notify.with_key("READY")
+
+
+def test_watchdog_pings_at_half_the_interval(tmp_path, notify, daemons):
+    d = start(daemons, tmp_path, make_config(f"127.0.0.1:{free_tcp_port()}"), notify, WATCHDOG_USEC="1000000")
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    notify.drain(4.0)
+    pings = [m.at for m in notify.with_key("WATCHDOG")]
+    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    assert len(pings) >= 6, pings
+    assert 0.35 < statistics.median(gaps) < 0.65, gaps
+    assert max(gaps) < 1.0, f"a gap reached WATCHDOG_USEC: systemd would have killed the daemon: {gaps}"
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+
+
+def test_watchdog_usec_for_another_pid_is_ignored(tmp_path, notify, daemons):
+    """$WATCHDOG_PID names the process the watchdog is meant for; an inherited one is not ours."""
+    d = start(
+        daemons, tmp_path, make_config(f"127.0.0.1:{free_tcp_port()}"), notify, WATCHDOG_USEC="500000", WATCHDOG_PID="1"
+    )
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    notify.drain(1.5)
+    assert not notify.with_key("WATCHDOG")
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+
+
+def test_status_metrics_and_healthz_report_up_and_down_targets(tmp_path, notify, daemons, snmpd):
+    """One agent answers (real snmpd), one address has nobody listening: STATUS, /metrics and /healthz
+    all say which is which."""
+    dead = f"127.0.0.1:{services.free_port(__import__('socket').SOCK_DGRAM)}"
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    extra = snmp_target("agent", snmpd.address) + snmp_target("dead", dead)
+    d = start(daemons, tmp_path, make_config(listen, extra=extra), notify)
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    msg = notify.wait_for(lambda f: "2 of 3 targets up" in f.get("STATUS", ""), 15)
+    assert "down: snmp/dead" in msg.fields["STATUS"]
+
+    m = metrics(listen)
+    assert metric(m, "pmaintd_target_up", collector="snmp", target="agent") == 1
+    assert metric(m, "pmaintd_target_up", collector="snmp", target="dead") == 0
+    assert metric(m, "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok") >= 1
+    failed = sum(
+        metric(m, "pmaintd_collect_runs_total", collector="snmp", target="dead", outcome=o) for o in ("error", "timeout")
+    )
+    assert failed >= 1
+    assert metric(m, "pmaintd_collect_duration_seconds_count", collector="host") >= 1
+    assert metric(m, "pmaintd_points_collected_total", collector="snmp") > 0
+    wait_until(lambda: metric(metrics(listen), "pmaintd_points_stored_total") > 0, 10, "points stored")
+    assert metric(m, "pmaintd_points_rejected_total") == 0
+
+    status, body = healthz(listen)
+    assert status == 200
+    assert body["status"] == "ok" and body["targets_total"] == 3 and body["targets_down"] == ["snmp/dead"]
+    assert http_get(f"http://{listen}/nothing-here")[0] == 404
+
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+    # The run state `pmaintd status` reads has every target, with the dead one failing.
+    db = sqlite3.connect(d.state_dir / "runstate.db")
+    runs = {(c, t): ok for c, t, ok in db.execute("SELECT collector, target, ok FROM runs")}
+    db.close()
+    assert runs[("snmp", "agent")] == 1 and runs[("snmp", "dead")] == 0
+    assert stored_rows(d.state_dir, "pmaintd_collector") >= 3
+
+
+def test_failing_target_logged_once_and_once_on_recovery(tmp_path, notify, daemons, snmpd):
+    """An agent stops answering for several polls, then answers again: one warning, one recovery line
+    (JSON logs, with the target as a field), not one line per failed poll."""
+    gate = UdpGate(snmpd.port)
+    try:
+        listen = f"127.0.0.1:{free_tcp_port()}"
+        cfg = make_config(listen, extra=snmp_target("sw1", gate.address), log_format="json", host_interval="5s")
+        d = start(daemons, tmp_path, cfg, notify)
+        notify.wait_for(lambda f: f.get("READY") == "1", 30)
+
+        def failures() -> float:
+            m = metrics(listen)
+            return sum(
+                metric(m, "pmaintd_collect_runs_total", collector="snmp", target="sw1", outcome=o)
+                for o in ("error", "timeout")
+            )
+
+        wait_until(lambda: failures() >= 4, 20, "4 failed polls of sw1")
+        gate.open = True
+        wait_until(
+            lambda: metric(metrics(listen), "pmaintd_target_up", collector="snmp", target="sw1") == 1, 20, "recovery"
+        )
+        gate.open = False
+        wait_until(lambda: failures() >= 6, 20, "sw1 failing again")
+        d.signal(signal.SIGTERM)
+        assert d.wait(10) == 0
+    finally:
+        gate.close()
+
+    records = [json.loads(line) for line in d.stderr.splitlines() if line.startswith("{")]
+    mine = [r for r in records if r.get("logger") == "pmaintd.daemon" and r.get("target") == "sw1"]
+    failing = [r for r in mine if "is failing" in r["msg"]]
+    recovered = [r for r in mine if "recovered" in r["msg"]]
+    assert len(failing) == 2, [r["msg"] for r in mine]  # once per outage, two outages
+    assert len(recovered) == 1, [r["msg"] for r in mine]
+    assert failing[0]["level"] == "warning" and failing[0]["collector"] == "snmp"
+    assert re.search(r"after \d+ failed polls", recovered[0]["msg"])
+
+
+def test_sighup_reload_good_then_bad_then_good(tmp_path, notify, daemons, snmpd):
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    d = start(daemons, tmp_path, make_config(listen), notify)
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+
+    # Good: a new SNMP target appears, scheduled and polled without a restart.
+    d.write_config(make_config(listen, extra=snmp_target("agent", snmpd.address)))
+    n = len(notify.messages)
+    before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    d.signal(signal.SIGHUP)
+    rel = notify.wait_for(lambda f: f.get("RELOADING") == "1", 10, after=n)
+    after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    assert before <= int(rel.fields["MONOTONIC_USEC"]) <= after
+    notify.wait_for(lambda f: f.get("READY") == "1", 10, after=n)
+    wait_until(
+        lambda: metric(metrics(listen), "pmaintd_target_up", collector="snmp", target="agent") == 1, 15, "new target"
+    )
+
+    # Bad: an unknown key. The daemon keeps the old config, says so in STATUS and the log, and keeps polling.
+    d.write_config(make_config(listen, extra=snmp_target("agent", snmpd.address)) + "\n[daemon.extra]\nx = 1\n")
+    n = len(notify.messages)
+    d.signal(signal.SIGHUP)
+    notify.wait_for(lambda f: f.get("RELOADING") == "1", 10, after=n)
+    msg = notify.wait_for(lambda f: f.get("READY") == "1", 10, after=n)
+    assert "reload failed, still running on the previous config" in msg.fields["STATUS"]
+    assert "daemon.extra" in msg.fields["STATUS"]
+    runs = metric(metrics(listen), "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok")
+    wait_until(
+        lambda: metric(metrics(listen), "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok")
+        > runs,
+        10,
+        "polls continuing on the old config",
+    )
+    assert d.proc is not None and d.proc.poll() is None
+    assert re.search(r"ERROR .*reload failed, still running on the previous config.*daemon\.extra", d.stderr)
+    assert healthz(listen)[1]["reload_error"]
+
+    # Good again: the target is removed, the warning clears.
+    d.write_config(make_config(listen))
+    n = len(notify.messages)
+    d.signal(signal.SIGHUP)
+    msg = notify.wait_for(lambda f: f.get("READY") == "1", 10, after=n)
+    assert "reload failed" not in msg.fields["STATUS"]
+    assert "of 1 targets" in msg.fields["STATUS"]
+    assert metric(metrics(listen), "pmaintd_reloads_total", outcome="failed") == 1
+    assert metric(metrics(listen), "pmaintd_reloads_total", outcome="ok") == 2
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+
+
+def test_sigterm_mid_collection_exits_0_within_10s(tmp_path, notify, daemons, snmpd):
+    """SIGTERM while slow polls are in flight (agents that never answer, each poll allowed 30 s) and the
+    host collector writes every second: STOPPING=1, everything collected is stored, exit 0 in < 10 s."""
+    gates = [UdpGate(snmpd.port) for _ in range(3)]  # closed: requests vanish, as with a dead switch
+    try:
+        listen = f"127.0.0.1:{free_tcp_port()}"
+        extra = "".join(snmp_target(f"slow{i}", g.address, interval="30s", timeout="10s") for i, g in enumerate(gates))
+        d = start(daemons, tmp_path, make_config(listen, extra=extra), notify)
+        notify.wait_for(lambda f: f.get("READY") == "1", 30)
+        wait_until(lambda: stored_rows(d.state_dir, "cpu") > 0, 10, "host points stored")
+        time.sleep(1.0)  # the slow polls started within the 200 ms jitter and are waiting on their agents
+        m = metrics(listen)
+        collected = metric(m, "pmaintd_points_collected_total", collector="host")
+        assert sum(metric(m, "pmaintd_collect_runs_total", collector="snmp", target=f"slow{i}") for i in range(3)) == 0
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        code = d.wait(10)
+        elapsed = time.monotonic() - t0
+    finally:
+        for g in gates:
+            g.close()
+    assert code == 0
+    assert elapsed < 10, elapsed
+    assert notify.with_key("STOPPING")
+    # Host points collected before the signal are all in the store (the writer flushed before exit).
+    total = sum(stored_rows(d.state_dir, m) for m in ("cpu", "mem", "swap", "system"))
+    assert total >= collected
+    assert "stopped: pending writes flushed" in d.stderr
