@@ -4,6 +4,7 @@ systemd itself is not PID 1 on these machines, so the test plays its part of the
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -76,7 +77,9 @@ def daemons() -> Iterator[list[DaemonProcess]]:
         d.kill()
 
 
-def start(daemons: list[DaemonProcess], tmp: Path, config: str, notify: NotifySocket | None, **env: str) -> DaemonProcess:
+def start(
+    daemons: list[DaemonProcess], tmp: Path, config: str, notify: NotifySocket | None, **env: str
+) -> DaemonProcess:
     d = DaemonProcess(tmp, config, notify, dict(env))
     daemons.append(d.start())
     return d
@@ -128,7 +131,7 @@ def test_notify_socket_as_a_path(tmp_path, daemons):
     ("extra", "key"),
     [
         ('[daemon]\nlisten = "localhost"\n', "daemon.listen"),
-        ("[collect.host]\nintervall = \"5s\"\n", "collect.host.intervall"),
+        ('[collect.host]\nintervall = "5s"\n', "collect.host.intervall"),
     ],
 )
 def test_bad_config_at_start_no_ready_nonzero_exit_key_on_stderr(tmp_path, notify, daemons, extra, key):
@@ -161,7 +164,7 @@ def test_watchdog_pings_at_half_the_interval(tmp_path, notify, daemons):
     notify.wait_for(lambda f: f.get("READY") == "1", 30)
     notify.drain(4.0)
     pings = [m.at for m in notify.with_key("WATCHDOG")]
-    gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
     assert len(pings) >= 6, pings
     assert 0.35 < statistics.median(gaps) < 0.65, gaps
     assert max(gaps) < 1.0, f"a gap reached WATCHDOG_USEC: systemd would have killed the daemon: {gaps}"
@@ -197,7 +200,8 @@ def test_status_metrics_and_healthz_report_up_and_down_targets(tmp_path, notify,
     assert metric(m, "pmaintd_target_up", collector="snmp", target="dead") == 0
     assert metric(m, "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok") >= 1
     failed = sum(
-        metric(m, "pmaintd_collect_runs_total", collector="snmp", target="dead", outcome=o) for o in ("error", "timeout")
+        metric(m, "pmaintd_collect_runs_total", collector="snmp", target="dead", outcome=o)
+        for o in ("error", "timeout")
     )
     assert failed >= 1
     assert metric(m, "pmaintd_collect_duration_seconds_count", collector="host") >= 1
@@ -287,8 +291,9 @@ def test_sighup_reload_good_then_bad_then_good(tmp_path, notify, daemons, snmpd)
     assert "daemon.extra" in msg.fields["STATUS"]
     runs = metric(metrics(listen), "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok")
     wait_until(
-        lambda: metric(metrics(listen), "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok")
-        > runs,
+        lambda: (
+            metric(metrics(listen), "pmaintd_collect_runs_total", collector="snmp", target="agent", outcome="ok") > runs
+        ),
         10,
         "polls continuing on the old config",
     )
