@@ -25,7 +25,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # errors stay one line in logs and pipes
 
 
 @dataclass
@@ -671,6 +671,73 @@ def smart_parse_cmd(files: tuple[Path, ...], as_json: bool) -> None:
         console.print(_table("smartctl outputs", cols, rows))
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+@cli.group("grafana")
+def grafana_group() -> None:
+    """Grafana: provision pmaintd's folder, datasource and dashboards through the HTTP API."""
+
+
+@grafana_group.command("provision")
+@click.option("--url", help="Grafana base URL, e.g. http://grafana:3000 (default: [grafana] url).")
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="File holding a service-account token (default: [grafana] token_file).",
+)
+@click.option(
+    "--basic-auth-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="File holding user:password, instead of a token (default: [grafana] basic_auth_file).",
+)
+@click.option("--folder", default=None, help="Folder title for the dashboards (default: [grafana] folder, pmaintd).")
+@click.option("--dry-run", is_flag=True, help="Only read from Grafana and report what would change.")
+@click.option("--push-secrets", is_flag=True, help="Send the datasource credentials even if nothing else changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the changes as a JSON array.")
+@pass_app
+def grafana_provision(
+    app: App,
+    url: str | None,
+    token_file: Path | None,
+    basic_auth_file: Path | None,
+    folder: str | None,
+    dry_run: bool,
+    push_secrets: bool,
+    as_json: bool,
+) -> None:
+    """Create or update, by uid, the folder, the InfluxDB datasource (from [store]) and every shipped
+    dashboard; a second run changes nothing. Credentials are read from files and never printed."""
+    from pmaintd import grafana
+
+    gcfg = app.config.grafana
+    url = url or gcfg.url
+    if not url:
+        raise click.UsageError("give --url (or set [grafana] url)")
+    if token_file and basic_auth_file:
+        raise click.UsageError("give only one of --token-file, --basic-auth-file")
+    if not (token_file or basic_auth_file):
+        token_file, basic_auth_file = gcfg.token_file, gcfg.basic_auth_file
+    try:
+        credential = grafana.read_credential(token_file, basic_auth_file)
+        changes = grafana.provision(
+            url,
+            credential,
+            app.config.store,
+            folder or gcfg.folder,
+            dry_run=dry_run,
+            push_secrets=push_secrets,
+            timeout=max(gcfg.timeout, 10.0),
+        )
+    except grafana.GrafanaError as exc:
+        err_console.print(f"[red]grafana error[/red] {exc}", highlight=False, markup=True)
+        sys.exit(EXIT_FAILED)
+    if as_json:
+        print_json({"dry_run": dry_run, "changes": [c.to_json() for c in changes]})
+        return
+    verb = {"created": "would create", "updated": "would update"} if dry_run else {}
+    rows = [[c.kind, c.uid, c.title, verb.get(c.outcome, c.outcome)] for c in changes]
+    title = f"Grafana {url}" + (" (dry run)" if dry_run else "")
+    console.print(_table(title, ["kind", "uid", "title", "outcome"], rows))
 
 
 def main() -> None:

@@ -154,7 +154,7 @@ class DiskioConfig(LocalCollectorConfig):
     devices: list[str] = Field(default_factory=list)
     """Only these device names (globs allowed); empty means every real block device."""
     skip_virtual: bool = True
-    """Skip loop, ram, zram and device-mapper partitions of other disks (Telegraf's default behaviour)."""
+    """Skip loop, ram and zram devices: no hardware behind them can fail (Telegraf keeps them; dm and md stay)."""
 
 
 class HostConfig(LocalCollectorConfig):
@@ -675,6 +675,7 @@ def resolve_state_dir(cli_value: Path | None, env: Mapping[str, str] = os.enviro
 def summary(cfg: Config, path: Path | None) -> str:
     """One line for `check-config`: what will run, without any secret."""
     enabled = [name for name, c in cfg.collect if getattr(c, "enabled", False)]
-    store = cfg.store.kind if cfg.store.kind == "sqlite" else f"influxdb {cfg.store.api} at {cfg.store.url}"
+    url = re.sub(r"//[^/@]*@", "//", cfg.store.url or "")  # credentials inside the URL are a secret too
+    store = cfg.store.kind if cfg.store.kind == "sqlite" else f"influxdb {cfg.store.api} at {url}"
     src = str(path) if path else "built-in defaults"
     return f"{src}: valid; store {store}; collectors {', '.join(enabled) or 'none'}"
