@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from pmaintd.collect import CollectError, Collector, Target, register
 from pmaintd.collect.hosts import host_targets
 from pmaintd.collect.procfs import SECTOR_BYTES, DiskStats, ParseError, parse_diskstats, parse_udev_db
-from pmaintd.collect.targets import machine_targets
 from pmaintd.collect.transport import Transport
 from pmaintd.config import Config, DiskioConfig
 from pmaintd.telemetry import DISKIO, FieldValue, Point, now_ns
@@ -113,9 +112,9 @@ class DiskioCollector:
 
     name = "diskio"
 
-    def __init__(self, section: DiskioConfig, targets: Sequence[Target] | None = None) -> None:
+    def __init__(self, section: DiskioConfig, targets: Sequence[Target]) -> None:
         self._section = section
-        self._targets = list(targets) if targets is not None else machine_targets(section)
+        self._targets = list(targets)
         self._identity: dict[tuple[str, str, int, int], tuple[float, dict[str, str]]] = {}
 
     def targets(self) -> Sequence[Target]:

@@ -45,7 +45,6 @@ from pmaintd.collect.procfs import (
     parse_stat,
     parse_uptime,
 )
-from pmaintd.collect.targets import machine_targets
 from pmaintd.collect.transport import Transport
 from pmaintd.config import Config, HostConfig
 from pmaintd.telemetry import CPU, MEM, SYSTEM, FieldValue, Point, now_ns
@@ -307,11 +306,11 @@ class HostCollector:
     def __init__(
         self,
         section: HostConfig,
-        targets: Sequence[Target] | None = None,
+        targets: Sequence[Target],
         first_sample_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._targets = list(targets) if targets is not None else machine_targets(section)
+        self._targets = list(targets)
         self._first_sample_s = first_sample_s
         self._sleep = sleep
         self._last_cpu: dict[str, CpuTimes] = {}

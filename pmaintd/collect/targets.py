@@ -1,24 +1,14 @@
-"""The machines that machine-level collectors (host, diskio) poll.
+"""This machine's name, as the `host` tag and target name of everything collected from it.
 
-Today that is this machine through a LocalTransport; remote hosts reached over SSH plug in here, so that
-every machine-level collector gets them without changing its own code.
+The machines each machine-level collector polls (this one and the [[hosts]] entries) are chosen in
+pmaintd.collect.hosts.
 """
 
 from __future__ import annotations
 
 import socket
 
-from pmaintd.collect import Target
-from pmaintd.collect.transport import LocalTransport
-from pmaintd.config import LocalCollectorConfig
-
 
 def local_hostname() -> str:
     """This machine's name as Telegraf reports it in the `host` tag (the kernel's hostname)."""
     return socket.gethostname()
-
-
-def machine_targets(section: LocalCollectorConfig) -> list[Target]:
-    """One target per machine, with the section's interval and timeout."""
-    host = local_hostname()
-    return [Target(name=host, interval=section.interval, timeout=section.timeout, transport=LocalTransport(host))]

@@ -10,12 +10,14 @@ import pytest
 
 from pmaintd.collect.diskio import DiskioCollector
 from pmaintd.collect.host import HostCollector
+from pmaintd.collect.hosts import host_targets
 from pmaintd.collect.targets import local_hostname
-from pmaintd.config import DiskioConfig, HostConfig
+from pmaintd.config import Config, DiskioConfig, HostConfig
 
 
 def test_live_diskio_counts_are_sane_and_monotonic() -> None:
-    c = DiskioCollector(DiskioConfig(skip_virtual=False))
+    section = DiskioConfig(skip_virtual=False)
+    c = DiskioCollector(section, host_targets(Config(), "diskio", section))
     (target,) = c.targets()
     first = {p.tags["name"]: p for p in c.collect(target)}
     kernel_names = {line.split()[2] for line in Path("/proc/diskstats").read_text().splitlines() if line.strip()}
@@ -38,7 +40,7 @@ def test_live_host_invariants() -> None:
         slept.append(s)
         time.sleep(s)
 
-    c = HostCollector(HostConfig(), first_sample_s=0.3, sleep=sleep)
+    c = HostCollector(HostConfig(), host_targets(Config(), "host", HostConfig()), first_sample_s=0.3, sleep=sleep)
     (target,) = c.targets()
     points = c.collect(target)
     assert slept == [0.3]
