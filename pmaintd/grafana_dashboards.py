@@ -670,14 +670,27 @@ def network() -> Dashboard:
     d.panel(
         "timeseries",
         "Optical power",
-        "Transceiver receive/transmit power (dBm) from the device's sensor table; a falling Rx precedes link loss.",
+        "Transceiver receive/transmit power (dBm) from the device's sensor tables; a falling Rx precedes link loss.",
         [
-            'SELECT mean("value") FROM "snmp_sensor" WHERE $timeFilter AND '
-            f"{_rx('source', 'device')} AND \"sensor_type\" = 'dBm' "
+            'SELECT mean("reading") FROM "snmp_sensor" WHERE $timeFilter AND '
+            f"{_rx('source', 'device')} AND {_rx('ifName', 'ifname')} AND \"sensor_type\" = 'dBm' "
             'GROUP BY time($__interval), "source", "sensor" fill(none)'
         ],
         alias="$tag_source $tag_sensor",
         unit="dBm",
+        custom=LINES,
+    )
+    d.panel(
+        "timeseries",
+        "Device temperatures",
+        "Chassis, module and transceiver temperatures (°C) the device reports.",
+        [
+            'SELECT max("reading") FROM "snmp_sensor" WHERE $timeFilter AND '
+            f"{_rx('source', 'device')} AND \"sensor_type\" = 'celsius' "
+            'GROUP BY time($__interval), "source", "sensor" fill(none)'
+        ],
+        alias="$tag_source $tag_sensor",
+        unit="celsius",
         custom=LINES,
     )
     d.panel(

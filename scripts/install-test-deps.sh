@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(influxdb influxdb-client snmpd snmp openssh-server haproxy smartmontools socat)
+APT_PACKAGES=(influxdb influxdb-client snmpd snmp openssh-server haproxy smartmontools socat sudo)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,4 +26,19 @@ fi
 PY=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+# grafana-client (the [grafana] extra) depends on urllib3-future, whose wheel overwrites urllib3's files and
+# breaks influxdb-client. Built from source with URLLIB3_NO_OVERRIDE=1 it installs only as `urllib3_future`;
+# --no-cache-dir so a wheel built earlier without the variable is never reused.
+export URLLIB3_NO_OVERRIDE=1
+.venv/bin/python -m pip install -q --no-cache-dir --no-binary urllib3-future urllib3-future
+.venv/bin/python -m pip install -q --no-binary urllib3-future -e '.[test,grafana]'
+.venv/bin/python - <<'EOF'
+import importlib.metadata as md
+import sys
+
+import urllib3
+
+if urllib3.__version__ != md.version("urllib3"):
+    sys.exit(f"urllib3 {md.version('urllib3')} was overwritten by urllib3-future ({urllib3.__version__}): "
+             "reinstall urllib3 (pip install --force-reinstall urllib3) and run this script again")
+EOF

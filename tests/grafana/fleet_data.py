@@ -81,11 +81,40 @@ def telemetry(start: int) -> list[Point]:
             pts.append(
                 Point(
                     "snmp_sensor",
-                    {"source": SWITCH, "sysName": SWITCH, "sensor": f"{ifname} Rx Power", "sensor_type": "dBm"},
-                    {"value": -2.5 - (0.05 * k if failing else 0.0)},
+                    {
+                        "source": SWITCH,
+                        "sysName": SWITCH,
+                        "sensor": f"{ifname} Rx Power Sensor",
+                        "sensor_index": str(100 + j),
+                        "sensor_type": "dBm",
+                        "mib": "ENTITY-SENSOR-MIB",
+                        "ifName": ifname,
+                    },
+                    {
+                        "value": -25 - (k if failing else 0),
+                        "scale": 9,
+                        "precision": 1,
+                        "status": 1,
+                        "reading": -2.5 - (0.1 * k if failing else 0.0),
+                    },
                     t,
                 )
             )
+        pts.append(
+            Point(
+                "snmp_sensor",
+                {
+                    "source": SWITCH,
+                    "sysName": SWITCH,
+                    "sensor": "Switch chassis",
+                    "sensor_index": "1",
+                    "sensor_type": "celsius",
+                    "mib": "ENTITY-SENSOR-MIB",
+                },
+                {"value": 41, "scale": 9, "precision": 0, "status": 1, "reading": 41.0 + wave},
+                t,
+            )
+        )
         if k % 6 == 0:  # SMART every 30 minutes
             for host, dev, serial in DISKS:
                 bad = serial == FAILING_DISK

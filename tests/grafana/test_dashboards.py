@@ -143,20 +143,12 @@ def fleet(influxd: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     start = end - fleet_data.STEPS * fleet_data.STEP
     points = fleet_data.telemetry(start) + fleet_data.forecasts(start) + fleet_data.outcomes(start)
     points += [action_point(rec, t) for t, rec in fleet_data.action_records(start)]
+    cfg = StoreConfig(kind="influxdb", url=influxd.url, database=DATABASE, api="v1")
+    store = open_store(cfg, tmp_path_factory.mktemp("store-state"))
     try:
-        cfg = StoreConfig(kind="influxdb", url=influxd.url, database=DATABASE, api="v1")
-        store = open_store(cfg, tmp_path_factory.mktemp("store-state"))
-        try:
-            store.write(points)
-        finally:
-            store.close()
-    except ModuleNotFoundError:  # INTERIM until pmaintd/store/influx.py lands
-        import urllib.request
-
-        from pmaintd.store.lineproto import to_lines
-
-        req = urllib.request.Request(f"{influxd.url}/write?db={DATABASE}&precision=u", data=to_lines(points).encode())
-        urllib.request.urlopen(req, timeout=30).read()
+        store.write(points)
+    finally:
+        store.close()
     return {
         "db": InfluxQL(influxd.url, DATABASE),
         "start_ms": start // 1_000_000 - 60_000,
