@@ -10,22 +10,19 @@ are never part of a message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from pyasn1.type.univ import Null
+from pyasn1.type import univ
+from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
-    ContextData,
-    ObjectIdentity,
-    ObjectType,
     SnmpEngine,
     UdpTransportTarget,
     UsmUserData,
-    bulk_cmd,
-    get_cmd,
-    next_cmd,
     usmAesBlumenthalCfb192Protocol,
     usmAesBlumenthalCfb256Protocol,
     usmAesCfb128Protocol,
@@ -40,6 +37,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmNoAuthProtocol,
     usmNoPrivProtocol,
 )
+from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.proto import errind, rfc1902, rfc1905
 
 AUTH_PROTOCOLS = {
@@ -64,6 +62,8 @@ MAX_VARBINDS_PER_REQUEST = 500
 well inside one UDP datagram on loopback and typical jumbo-less paths."""
 
 Oid = tuple[int, ...]
+_LCD = CommandGeneratorLcdConfigurator()
+_NULL = rfc1902.Null("")
 Value = int | str
 
 
@@ -172,19 +172,39 @@ class Session:
                 raise SnmpError(f"target {self.ep.name}: cannot resolve {self.ep.host}: {exc}") from None
         return self._transport
 
+    async def _send(self, kind: str, oids: Sequence[Oid], reps: int = 0) -> tuple[Any, Any, Any, list[Any]]:
+        """One request through pysnmp's command generators, with numeric OIDs only.
+
+        pysnmp's hlapi helpers (get_cmd, bulk_cmd) resolve every varbind through the MIB view, and when pysmi
+        is importable that builds a MIB compiler: ~3.5 s of CPU on the event loop for each new engine's first
+        request. Sending ObjectName/Null pairs straight to the generator skips that entirely.
+        """
+        engine = self.engine
+        addr_name, _ = _LCD.configure(engine, self._auth, await self._target(), b"")
+        varbinds = [(rfc1902.ObjectName(o), _NULL) for o in oids]
+        future: asyncio.Future[tuple[Any, Any, Any, list[Any]]] = asyncio.get_running_loop().create_future()
+
+        def done(_engine: object, _handle: object, ei: Any, es: Any, eidx: Any, vbs: Any, _ctx: object) -> None:
+            if not future.done():
+                future.set_result((ei, es, eidx, list(vbs or ())))
+
+        self.requests += 1
+        if kind == "get":
+            cmdgen.GetCommandGenerator().send_varbinds(engine, addr_name, None, b"", varbinds, done, None)
+        elif kind == "next":
+            cmdgen.NextCommandGenerator().send_varbinds(engine, addr_name, None, b"", varbinds, done, None)
+        else:
+            cmdgen.BulkCommandGenerator().send_varbinds(engine, addr_name, None, b"", 0, reps, varbinds, done, None)
+        return await future
+
     async def get(self, oids: Sequence[Oid]) -> dict[Oid, Value]:
         """GET scalars; missing objects (noSuchObject/noSuchInstance) are left out of the result."""
-        self.requests += 1
-        ei, es, eidx, vbs = await get_cmd(
-            self.engine, self._auth, await self._target(), ContextData(),
-            *(ObjectType(ObjectIdentity(".".join(map(str, o)))) for o in oids), lookupMib=False,
-        )
+        ei, es, eidx, vbs = await self._send("get", oids)
         if ei:
             raise SnmpError(_describe(self.ep, ei))
         if es:
-            if int(es) == 2 and self.ep.credentials.version == "1":  # v1 noSuchName: ask again without it
-                bad = oids[int(eidx) - 1]
-                rest = [o for o in oids if o != bad]
+            if int(es) == 2 and 0 < int(eidx) <= len(oids):  # v1 noSuchName: ask again without that object
+                rest = [o for i, o in enumerate(oids) if i != int(eidx) - 1]
                 return await self.get(rest) if rest else {}
             raise SnmpError(f"target {self.ep.name}: agent answered {es.prettyPrint()} to a GET")
         self.varbinds += len(vbs)
@@ -209,17 +229,8 @@ class Session:
         v1 = self.ep.credentials.version == "1"
         while cursor:
             active = list(cursor)
-            request = [ObjectType(ObjectIdentity(".".join(map(str, cursor[c]))), Null("")) for c in active]
-            self.requests += 1
-            if v1:
-                ei, es, eidx, vbs = await next_cmd(
-                    self.engine, self._auth, await self._target(), ContextData(), *request, lookupMib=False
-                )
-            else:
-                ei, es, eidx, vbs = await bulk_cmd(
-                    self.engine, self._auth, await self._target(), ContextData(), 0, reps, *request,
-                    lookupMib=False,
-                )
+            request = [cursor[c] for c in active]
+            ei, es, eidx, vbs = await (self._send("next", request) if v1 else self._send("bulk", request, reps))
             if ei:
                 raise SnmpError(_describe(self.ep, ei))
             if es:
@@ -263,7 +274,7 @@ def convert(val: object) -> Value | None:
     Octet strings are decoded as UTF-8 when they are, else shown as hex (MAC addresses, binary blobs). None for
     the exception values (noSuchObject, noSuchInstance, endOfMibView) and Null.
     """
-    if isinstance(val, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView | Null):
+    if isinstance(val, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView | univ.Null):
         return None
     if isinstance(val, rfc1902.IpAddress):
         return ".".join(str(b) for b in bytes(val))
