@@ -8,8 +8,9 @@ Regenerate after editing:
 
 Every query is raw InfluxQL, because InfluxDB 1.x, 2.x (DBRP mapping) and 3.x all answer InfluxQL on
 `/query`, and every panel names the datasource by its fixed uid so provisioning by file and by API give the
-same result. Template variables filter with `=~ /^$var$/`: Grafana regex-escapes each value (entity names
-such as `sw1/Gi0/1` hold slashes) and `All` is `.*`.
+same result. Template variables filter with `=~ /^${var:regex}$/`: the explicit `regex` format makes every
+Grafana version escape each selected value the same way, slashes included (interface names such as
+`Ethernet1/1` would otherwise end the regex literal), and `All` is the custom all-value `.*`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ Json = dict[str, Any]
 
 
 def _rx(tag: str, var: str) -> str:
-    """A tag filter on a template variable, as Grafana's InfluxDB datasource expects it."""
-    return f'"{tag}" =~ /^${var}$/'
+    """A tag filter on a template variable (see the module docstring for why the format is explicit)."""
+    return f'"{tag}" =~ /^${{{var}:regex}}$/'
 
 
 def _target(query: str, ref: str, fmt: str = "time_series", alias: str | None = None) -> Json:
@@ -622,7 +623,7 @@ def network() -> Dashboard:
         "Forecast probability of a link or device failure within the network model's horizon (default 24 h).",
         [
             'SELECT max("probability") FROM "pmaintd_forecast" WHERE $timeFilter AND "kind" = \'network\' AND '
-            '"entity" =~ /^$device(\\/$ifname)?$/ GROUP BY time($__interval), "entity" fill(none)'
+            '"entity" =~ /^${device:regex}(\\/${ifname:regex})?$/ GROUP BY time($__interval), "entity" fill(none)'
         ],
         alias="$tag_entity",
         custom=LINES,

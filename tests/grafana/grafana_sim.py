@@ -2,8 +2,10 @@
 the shipped dashboards' queries can be run against a real InfluxDB (no Grafana server can be installed).
 
 - `$timeFilter` becomes `time >= <from>ms and time <= <to>ms`; `$__interval` / `$interval` an interval.
-- A template variable used in `=~ /^$var$/` becomes its selected values regex-escaped (slashes included, since
-  they would end the regex literal), joined with `|` in a group; `All` becomes the variable's `allValue`.
+- A template variable written `${var:regex}` becomes its selected values escaped by Grafana's `regex` format
+  (every regex metacharacter and `/`), several joined with `|` in a group; `All` becomes the variable's custom
+  `allValue` unformatted, as Grafana does for custom all-values. Plain `$var` is refused: its escaping differs
+  between Grafana versions.
 - Queries go to `/query` with `epoch=ms`, as Grafana sends them.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 _REGEX_SPECIAL = re.compile(r"[\\^$*+?.()|\[\]{}/]")
-_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+_VAR = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\$(\w+)")
 
 
 def regex_escape(value: str) -> str:
@@ -25,11 +27,10 @@ def regex_escape(value: str) -> str:
 
 
 def format_selection(values: Sequence[str] | None, all_value: str) -> str:
-    """None means `All`."""
+    """None means `All`; a selection (a list, even of one) becomes a group, as Grafana's regex format makes it."""
     if values is None:
         return all_value
-    escaped = [regex_escape(v) for v in values]
-    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+    return "(" + "|".join(regex_escape(v) for v in values) + ")"
 
 
 def interpolate(query: str, start_ms: int, end_ms: int, interval: str, variables: Mapping[str, str]) -> str:
@@ -37,7 +38,9 @@ def interpolate(query: str, start_ms: int, end_ms: int, interval: str, variables
     q = q.replace("$__interval", interval).replace("$interval", interval)
 
     def sub(m: re.Match[str]) -> str:
-        name = m.group(1) or m.group(2)
+        name, fmt = m.group(1) or m.group(3), m.group(2)
+        if m.group(3) or fmt != "regex":
+            raise AssertionError(f"${name} without the :regex format in {query}")
         if name not in variables:
             raise KeyError(f"query uses ${name}, which the dashboard does not define: {query}")
         return variables[name]
