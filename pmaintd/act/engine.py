@@ -28,7 +28,7 @@ import psutil
 
 from pmaintd.act.audit import AnnotateFn, Auditor
 from pmaintd.act.executor import Executor
-from pmaintd.act.limits import blocking_limit
+from pmaintd.act.limits import blocking_limit, in_effect_where
 from pmaintd.act.policy import Decision, Forecast, low_confidence
 from pmaintd.act.state import TRANSITIONS, ActionDB, ActionRecord, IllegalTransition, NoSuchAction
 from pmaintd.act.templates import render
@@ -97,14 +97,17 @@ class ActionEngine:
         A dry run takes the same decisions against the same state, inside a transaction that is rolled back,
         so limits and duplicates within the batch are judged exactly as a real run would judge them.
         """
-        fleet: dict[str, set[str]] = {}
+        fleet: dict[str, set[str]] = {}  # per kind: the entities this batch scores
         for f in forecasts:
             fleet.setdefault(f.kind, set()).add(f.entity)
         decisions: list[Decision] = []
         pending: list[dict[str, Any]] = []
         try:
             with self.db.transaction():
-                pending += self._expire(time.time())
+                now = time.time()
+                pending += self._expire(now)
+                for kind, members in fleet.items():  # entities acted on are part of the fleet, forecast or not
+                    members |= self.db.entities(f"kind = ? AND {in_effect_where()}", (kind, now))
                 for f in forecasts:
                     policies = [p for p in self.cfg.policies if p.kind == f.kind]
                     if not policies:

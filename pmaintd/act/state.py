@@ -249,6 +249,10 @@ class ActionDB:
         """count(what) over the rows matching a WHERE clause (callers pass constant SQL, values as args)."""
         return int(self._db.execute(f"SELECT count({what}) FROM actions WHERE {where}", tuple(args)).fetchone()[0])
 
+    def entities(self, where: str, args: Sequence[Any] = ()) -> set[str]:
+        """Distinct entities of the rows matching a WHERE clause (constant SQL, values as args)."""
+        return {r[0] for r in self._db.execute(f"SELECT DISTINCT entity FROM actions WHERE {where}", tuple(args))}
+
     def last_claimed(self, entity: str) -> float | None:
         """When an action on this entity was last approved or auto-started (for the per-entity cooldown)."""
         row = self._db.execute("SELECT max(claimed) FROM actions WHERE entity = ?", (entity,)).fetchone()
