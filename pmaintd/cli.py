@@ -186,14 +186,18 @@ def status_cmd(app: App, as_json: bool) -> None:
     """The store (kind, location), per measurement its points and newest time, and per collector and target
     its last run and outcome. Exit 1 when the store cannot be read."""
     from pmaintd import collect
-    from pmaintd.collect.runstate import FILENAME, RunState
+    from pmaintd.collect.runstate import FILENAME, RunState, RunStateError
     from pmaintd.store import StoreError
 
     cfg = app.config
     runs = []
     if (app.state_dir / FILENAME).exists():
-        with RunState(app.state_dir) as state:
-            runs = state.all()
+        try:
+            with RunState(app.state_dir, readonly=True) as state:
+                runs = state.all()
+        except RunStateError as exc:
+            err_console.print(f"[red]run state error[/red] {exc}", highlight=False)
+            sys.exit(EXIT_FAILED)
     enabled = [c.name for c in collect.build(cfg)]
     never = [n for n in enabled if not any(r.collector == n for r in runs)]
     store_error = None
@@ -258,9 +262,11 @@ def run_cmd(ctx: click.Context, once: bool) -> None:
 def _action_engine(app: App) -> Iterator[Any]:
     """The action engine on the configured store; closed on exit."""
     from pmaintd.act.engine import ActionEngine
+    from pmaintd.grafana import annotator
 
     with app.store() as st:
-        engine = ActionEngine(app.config, app.state_dir, st)
+        # Every transition is also a Grafana annotation when [grafana] is configured (best effort, logged once).
+        engine = ActionEngine(app.config, app.state_dir, st, annotate=annotator(app.config.grafana))
         try:
             yield engine
         finally:

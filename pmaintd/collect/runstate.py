@@ -65,9 +65,15 @@ class RunRecord:
 class RunState:
     """`RunState(state_dir).record(collector, target, started_ns, duration_s, ok, error, points)` and `.all()`."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, readonly: bool = False) -> None:
+        """`readonly` (for `status`) opens an existing file without creating or changing anything, so a user
+        who may only read the daemon's state dir can still see it."""
         self.path = Path(state_dir) / FILENAME
         try:
+            if readonly:
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -110,7 +116,10 @@ class RunState:
 
     def all(self) -> list[RunRecord]:
         """Every (collector, target)'s latest run, ordered by collector then target."""
-        return [_record(r) for r in self._db.execute("SELECT * FROM runs ORDER BY collector, target")]
+        try:
+            return [_record(r) for r in self._db.execute("SELECT * FROM runs ORDER BY collector, target")]
+        except sqlite3.Error as exc:
+            raise RunStateError(f"cannot read run state {self.path}: {exc}") from None
 
     def close(self) -> None:
         self._db.close()

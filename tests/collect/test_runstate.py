@@ -8,9 +8,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from pmaintd.collect import CollectError, Target
 from pmaintd.collect.runner import poll, run_once
-from pmaintd.collect.runstate import FILENAME, RunState
+from pmaintd.collect.runstate import FILENAME, RunState, RunStateError
 from pmaintd.telemetry import Point
 
 
@@ -105,3 +107,17 @@ def test_poll_reports_bugs_with_their_type_and_hangs_as_timeouts() -> None:
     hung = poll(_Collector("d", "hang"), Target("t1", 60, 0.2))
     assert time.monotonic() - t0 < 1.5
     assert hung.error == "timed out after 0.2s" and not hung.points
+
+
+def test_readonly_view_for_status(tmp_path: Path) -> None:
+    """`status` opens the run state read-only: it sees the runs and can change nothing."""
+    with RunState(tmp_path) as rs:
+        rs.record("host", "h", 1, 0.1, True, None, 3)
+    with RunState(tmp_path, readonly=True) as ro:
+        assert [(r.collector, r.points) for r in ro.all()] == [("host", 3)]
+        with pytest.raises(RunStateError, match=r"runstate\.db"):
+            ro.record("host", "h", 2, 0.1, False, "x", 0)
+    with RunState(tmp_path, readonly=True) as ro:
+        assert ro.all()[0].ok is True
+    with pytest.raises(RunStateError, match="cannot open run state"):
+        RunState(tmp_path / "absent", readonly=True)
