@@ -200,6 +200,9 @@ def status_cmd(app: App, as_json: bool) -> None:
             sys.exit(EXIT_FAILED)
     enabled = [c.name for c in collect.build(cfg)]
     never = [n for n in enabled if not any(r.collector == n for r in runs)]
+    from pmaintd.act.engine import recurring_healing
+
+    recurring = recurring_healing(cfg, app.state_dir)
     store_error = None
     with app.store() as st:
         kind, location = st.kind, st.location
@@ -220,6 +223,7 @@ def status_cmd(app: App, as_json: bool) -> None:
                     for s in stats
                 ],
                 "collectors": [r.to_json() for r in runs] + [{"collector": n, "last_run": None} for n in never],
+                "recurring": [{"kind": r.kind, "entity": r.entity, "count": r.count} for r in recurring],
             }
         )
     else:
@@ -241,6 +245,8 @@ def status_cmd(app: App, as_json: bool) -> None:
         ] + [[n, "", "never", "", "", ""] for n in never]
         c_cols = ["collector", "target", "last run", "duration", "points", "outcome"]
         console.print(_table("collectors", c_cols, c_rows))
+        for r in recurring:
+            console.print(f"recurring healing: {r.describe()} (root cause not fixed)", highlight=False)
     if store_error:
         sys.exit(EXIT_FAILED)
 

@@ -293,3 +293,43 @@ def test_action_audit_annotates_through_grafana(standin: GrafanaStandIn, files: 
         "state:running",
         "state:succeeded",
     ]
+
+
+def test_actions_evaluate_annotates_every_step_when_grafana_is_configured(
+    standin: GrafanaStandIn, files: dict, tmp_path: Path
+) -> None:
+    """`pmaintd actions evaluate` (the CLI wiring) with [grafana] set: each transition becomes an annotation."""
+    marker = tmp_path / "drained"
+    cfg = tmp_path / "actions.toml"
+    cfg.write_text(
+        f"""[grafana]
+url = "{standin.url}"
+token_file = "{files["token"]}"
+dashboard_uid = "pmaintd-actions"
+
+[actions.drain]
+run_on = "local"
+command = "touch {marker}"
+
+[[policies]]
+name = "drain-hosts"
+kind = "host"
+min_probability = 0.5
+action = "drain"
+mode = "auto"
+
+[limits]
+max_fleet_fraction = 1.0
+"""
+    )
+    forecasts = tmp_path / "forecasts.jsonl"
+    forecasts.write_text(
+        json.dumps({"kind": "host", "entity": "db-01", "probability": 0.9, "horizon_hours": 24}) + "\n"
+    )
+    out = _pmaintd(cfg, "actions", "evaluate", "--forecasts", str(forecasts), "--json", state_dir=tmp_path / "state")
+    assert out.returncode == 0, out.stderr
+    assert marker.exists() and TOKEN not in out.stdout + out.stderr
+    states = [a["tags"][-1] for a in standin.state.annotations]
+    assert states == ["state:proposed", "state:auto", "state:running", "state:succeeded"]
+    assert {a["dashboardUID"] for a in standin.state.annotations} == {"pmaintd-actions"}
+    assert all("entity:db-01" in a["tags"] and "kind:host" in a["tags"] for a in standin.state.annotations)
