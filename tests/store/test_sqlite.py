@@ -140,3 +140,18 @@ def test_tag_filters(tmp_path: Path) -> None:
     assert names(serial_no="X") == []  # a tag no series has matches nothing
     assert st.query("diskio", start=NOW + 1000, stop=NOW + 3000)["reads"].to_list() == [1, 2]
     st.close()
+
+
+def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "db")
+    st.write([Point("cpu", {"host": "h"}, {"usage_idle": 1.0}, NOW)])
+    st.close()
+    with sqlite3.connect(tmp_path / "db") as c:  # what pmaintd's first schema looked like
+        c.execute("CREATE INDEX samples_time ON samples (time)")
+        c.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    st = SqliteStore(tmp_path / "db")
+    assert st.query("cpu")["usage_idle"].to_list() == [1.0]
+    st.close()
+    with sqlite3.connect(tmp_path / "db") as c:
+        assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert c.execute("SELECT name FROM sqlite_master WHERE name = 'samples_time'").fetchone() is None
