@@ -427,9 +427,14 @@ def actions_evaluate(app: App, forecasts_path: Path, dry_run: bool, as_json: boo
     if as_json:
         print_json(rows)
     else:
-        cols = ["kind", "entity", "probability", "policy", "outcome", "action_id", "state", "reason"]
-        title = "decisions (dry run: nothing recorded or run)" if dry_run else "decisions"
-        console.print(_table(title, cols, [[r[c] for c in cols] for r in rows]))
+        # One line per decision, so the reason (the point of a dry run) is never cut by a narrow table.
+        if dry_run:
+            click.echo("dry run: nothing recorded or run")
+        for r in rows:
+            ref = f" [action {r['action_id']} {r['state']}]" if r["action_id"] is not None else ""
+            policy = f"policy {r['policy']}" if r["policy"] else "no policy"
+            head = f"{r['kind']} {r['entity']!r} p={r['probability']:.3g} {policy}"
+            click.echo(f"{head}: {r['outcome']}{ref}: {r['reason']}")
     if any(d.state in ("failed", "unknown") for d in decisions):
         sys.exit(EXIT_FAILED)
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 DB_NAME = "actions.db"
 AUDIT_NAME = "audit.jsonl"
 
-__all__ = ["ActionEngine", "ActionError", "IllegalTransition", "NoSuchAction", "Recurring"]
+__all__ = ["ActionEngine", "ActionError", "IllegalTransition", "NoSuchAction", "Recurring", "recurring_healing"]
 
 
 class ActionError(Exception):
@@ -77,6 +77,29 @@ def _alive(pid: int | None, started: float | None) -> bool:
         return False
     now_start = _process_start(pid)
     return now_start is not None and abs(now_start - started) < 0.05
+
+
+def recurring_healing(cfg: Config, state_dir: Path, now: float | None = None) -> list[Recurring]:
+    """Entities healed [recurring] count times within [recurring] window, read without starting an engine
+    (for `status` and `forecast`); empty when no action was ever recorded in this state dir."""
+    path = state_dir / DB_NAME
+    if not path.exists():
+        return []
+    db = ActionDB(path)
+    try:
+        return _recurring(db, cfg, now)
+    finally:
+        db.close()
+
+
+def _recurring(db: ActionDB, cfg: Config, now: float | None) -> list[Recurring]:
+    rc = cfg.recurring
+    now = time.time() if now is None else now
+    return [
+        Recurring(kind, entity, n, rc.window, last)
+        for kind, entity, n, last in db.acted_since(now - rc.window)
+        if n >= rc.count
+    ]
 
 
 class ActionEngine:
@@ -307,13 +330,7 @@ class ActionEngine:
 
     def recurring(self, now: float | None = None) -> list[Recurring]:
         """Entities acted on at least [recurring] count times within [recurring] window."""
-        rc = self.cfg.recurring
-        now = time.time() if now is None else now
-        return [
-            Recurring(kind, entity, n, rc.window, last)
-            for kind, entity, n, last in self.db.acted_since(now - rc.window)
-            if n >= rc.count
-        ]
+        return _recurring(self.db, self.cfg, now)
 
     def close(self) -> None:
         self.executor.close()
