@@ -708,6 +708,10 @@ def grafana_group() -> None:
     help="File holding user:password, instead of a token (default: [grafana] basic_auth_file).",
 )
 @click.option("--folder", default=None, help="Folder title for the dashboards (default: [grafana] folder, pmaintd).")
+@click.option(
+    "--datasource-url",
+    help="InfluxDB URL as Grafana reaches it, when not [store] url (e.g. pmaintd writes to 127.0.0.1).",
+)
 @click.option("--dry-run", is_flag=True, help="Only read from Grafana and report what would change.")
 @click.option("--push-secrets", is_flag=True, help="Send the datasource credentials even if nothing else changed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as a JSON array.")
@@ -718,6 +722,7 @@ def grafana_provision(
     token_file: Path | None,
     basic_auth_file: Path | None,
     folder: str | None,
+    datasource_url: str | None,
     dry_run: bool,
     push_secrets: bool,
     as_json: bool,
@@ -743,7 +748,8 @@ def grafana_provision(
             folder or gcfg.folder,
             dry_run=dry_run,
             push_secrets=push_secrets,
-            timeout=max(gcfg.timeout, 10.0),
+            timeout=gcfg.timeout,
+            datasource_url=datasource_url,
         )
     except grafana.GrafanaError as exc:
         err_console.print(f"[red]grafana error[/red] {exc}", highlight=False, markup=True)

@@ -91,14 +91,17 @@ def load_dashboards(directory: Path | None = None) -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
 
 
-def datasource_payload(store: StoreConfig) -> dict[str, Any]:
-    """The datasource every dashboard uses (fixed uid), pointed at the InfluxDB in `[store]`.
+def datasource_payload(store: StoreConfig, url: str | None = None) -> dict[str, Any]:
+    """The datasource every dashboard uses (fixed uid), pointed at the InfluxDB in `[store]` (or at `url`,
+    the same server as Grafana reaches it, when that differs from pmaintd's view, e.g. 127.0.0.1).
 
     1.x authenticates with user/password; 2.x and 3.x with `Authorization: Token ...` and InfluxQL through
     the database name (a DBRP mapping on 2.x). Secrets go only into `secureJsonData`, which Grafana never
     returns."""
     if store.kind != "influxdb" or not store.url:
         raise GrafanaError('the dashboards query InfluxDB: set [store] kind = "influxdb" and url first')
+    if url is not None and not re.match(r"^https?://[^/\s@]+", url):
+        raise GrafanaError(f"datasource URL {url!r}: expected http(s)://HOST:PORT, without credentials in it")
     json_data: dict[str, Any] = {
         "version": "InfluxQL",
         "dbName": store.database,
@@ -110,7 +113,7 @@ def datasource_payload(store: StoreConfig) -> dict[str, Any]:
         "name": DATASOURCE_NAME,
         "type": "influxdb",
         "access": "proxy",
-        "url": store.url,
+        "url": url or store.url,
         "basicAuth": False,
         "isDefault": False,
         "user": "",
@@ -244,8 +247,15 @@ class Provisioner:
                 self.api.dashboard.update_dashboard(body)
         return Change("dashboard", uid, title, "created" if current is None else "updated")
 
-    def run(self, store: StoreConfig, folder_title: str, dashboards: list[dict[str, Any]]) -> list[Change]:
-        payload = datasource_payload(store)  # before any request: a bad [store] fails without touching Grafana
+    def run(
+        self,
+        store: StoreConfig,
+        folder_title: str,
+        dashboards: list[dict[str, Any]],
+        datasource_url: str | None = None,
+    ) -> list[Change]:
+        # Built before any request: a bad [store] fails without touching Grafana.
+        payload = datasource_payload(store, datasource_url)
         folder_uid, folder_change = self.folder(folder_title)
         changes = [folder_change, self.datasource(payload)]
         changes += [self.dashboard(d, folder_uid) for d in dashboards]
@@ -281,12 +291,13 @@ def provision(
     dry_run: bool = False,
     push_secrets: bool = False,
     timeout: float = 10.0,
+    datasource_url: str | None = None,
     dashboards: list[dict[str, Any]] | None = None,
 ) -> list[Change]:
     """Upsert folder, datasource and every shipped dashboard into the Grafana at url; returns what changed."""
     api = connect(url, credential, timeout)
     return Provisioner(api, url, dry_run=dry_run, push_secrets=push_secrets).run(
-        store, folder, dashboards if dashboards is not None else load_dashboards()
+        store, folder, dashboards if dashboards is not None else load_dashboards(), datasource_url
     )
 
 

@@ -333,3 +333,29 @@ max_fleet_fraction = 1.0
     assert states == ["state:proposed", "state:auto", "state:running", "state:succeeded"]
     assert {a["dashboardUID"] for a in standin.state.annotations} == {"pmaintd-actions"}
     assert all("entity:db-01" in a["tags"] and "kind:host" in a["tags"] for a in standin.state.annotations)
+
+
+def test_datasource_for_influxdb_2_and_3_sends_the_token_as_a_header(tmp_path: Path) -> None:
+    from pmaintd.config import StoreConfig
+
+    token = tmp_path / "influx.token"
+    token.write_text("influx-token-123\n")
+    for api in ("v2", "v3"):
+        store = StoreConfig(kind="influxdb", url="http://influx:8086", api=api, database="pm", token_file=token)
+        ds = grafana.datasource_payload(store, "https://influx.example")
+        assert ds["url"] == "https://influx.example" and ds["jsonData"]["dbName"] == "pm"
+        assert ds["jsonData"]["httpHeaderName1"] == "Authorization"
+        assert ds["secureJsonData"] == {"httpHeaderValue1": "Token influx-token-123"}
+    with pytest.raises(grafana.GrafanaError, match="expected http"):
+        grafana.datasource_payload(store, "influx:8086")
+
+
+def test_datasource_url_override_and_push_secrets(standin: GrafanaStandIn, files: dict) -> None:
+    _provision(standin, files, "--datasource-url", "http://10.0.0.5:8086")
+    assert standin.state.datasources[DATASOURCE_UID]["url"] == "http://10.0.0.5:8086"
+    files["pw"].write_text("rotated-password\n")  # Grafana never returns secrets: a rotation alone is invisible
+    again = _outcomes(_provision(standin, files, "--datasource-url", "http://10.0.0.5:8086"))
+    assert again[("datasource", DATASOURCE_UID)] == "unchanged"
+    pushed = _outcomes(_provision(standin, files, "--datasource-url", "http://10.0.0.5:8086", "--push-secrets"))
+    assert pushed[("datasource", DATASOURCE_UID)] == "updated"
+    assert standin.state.secrets[DATASOURCE_UID] == {"password": "rotated-password"}
