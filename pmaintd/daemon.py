@@ -45,6 +45,7 @@ from pmaintd import config as cfgmod
 from pmaintd.collect import CollectError, Collector, Target
 from pmaintd.collect.runner import PollResult
 from pmaintd.collect.runstate import RunState, RunStateError
+from pmaintd.collect.transport import Transport
 from pmaintd.logs import setup_logging
 from pmaintd.sdnotify import Notifier, watchdog_interval
 from pmaintd.selfmetrics import HttpEndpoint, SelfMetrics
@@ -57,6 +58,8 @@ T = TypeVar("T")
 MAX_THREADS_PER_COLLECTOR = 32
 """Upper bound of one collector's worker threads. Each target holds at most one (see module docstring), so
 this only limits how many of ONE collector's targets can be in flight or hung at once."""
+CLOSE_WAIT = 1.0
+"""How long stop and reload wait for connections to close before leaving the stuck ones behind."""
 LOOP_STALL_UNHEALTHY = 10.0
 """/healthz answers 503 when the event loop has not ticked for this long."""
 
@@ -222,13 +225,34 @@ async def _release(old: Retired, keep: Mapping[str, Sequence[Target]] | None = N
                 await asyncio.wait_for(aclose(), 2.0)
             except Exception as exc:  # closing is best effort: sockets may already be gone
                 log.debug("closing collector %s: %s", c.name, exc)
-    for ts in old.targets.values():
-        for t in ts:
-            if t.transport is not None and id(t.transport) not in in_use:
-                try:
-                    t.transport.close()
-                except Exception as exc:
-                    log.debug("closing transport of %s: %s", t.name, exc)
+    transports = {
+        id(t.transport): t.transport
+        for ts in old.targets.values()
+        for t in ts
+        if t.transport is not None and id(t.transport) not in in_use
+    }
+    # A transport whose connection attempt hangs holds its lock, and close() waits for it: close each in
+    # its own daemon thread and wait a little, so neither the loop nor the exit can be held up by one.
+    closers = [
+        threading.Thread(target=_close_transport, args=(tr,), name="pmaintd-close", daemon=True)
+        for tr in transports.values()
+    ]
+    for th in closers:
+        th.start()
+    await asyncio.to_thread(_join_all, closers, CLOSE_WAIT)
+
+
+def _close_transport(tr: Transport) -> None:
+    try:
+        tr.close()
+    except Exception as exc:  # closing is best effort: the connection may already be gone
+        log.debug("closing transport of %s: %s", tr.host, exc)
+
+
+def _join_all(threads: Sequence[threading.Thread], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
 
 
 class Daemon:
