@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
+from pmaintd.collect.smart import report_points
+from pmaintd.collect.smart_parse import parse
 from pmaintd.telemetry import ANOMALY, FORECAST, INCIDENT, Point, interface_entity
 
 NS = 1_000_000_000
@@ -21,6 +24,13 @@ DISKS = (("db-01", "sda", "ZA1234-XY"), ("db-01", "sdb", "ZA5678"), ("web-02", "
 SWITCH = "sw-core-1"
 IFACES = ("Ethernet1/1", "Gi0/0/1.100")
 FAILING_DISK = "ZA1234-XY"
+# A real failing drive: smartctl -a of a MAXTOR 4K080H4 (health FAILED, 499 reallocated, 338 pending), from the
+# recorded outputs under tests/collect/smart/testdata (see its PROVENANCE.md and MANIFEST.csv).
+RECORDED_SMART = (
+    Path(__file__).resolve().parents[1]
+    / "collect/smart/testdata/smartctl/gsmartcontrol__smartmon-site__MAXTOR-1.txt.health_failed.txt"
+)
+RECORDED_HOST, RECORDED_DEVICE = "web-02", "sdb"
 FLAPPING_IF = "Gi0/0/1.100"
 FLAPS = (40, 42, 60, 61)
 """Steps at which the flapping interface changes state (its ifLastChange moves)."""
@@ -147,6 +157,8 @@ def telemetry(start: int) -> list[Point]:
                             t,
                         )
                     )
+        if k % 6 == 0:  # the recorded drive, parsed by pmaintd's SMART parser as its collector would
+            pts += report_points(parse(RECORDED_SMART.read_bytes()), RECORDED_HOST, RECORDED_DEVICE, 0, t)
     return pts
 
 

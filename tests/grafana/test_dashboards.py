@@ -234,9 +234,15 @@ def test_network_flaps_and_disk_growth(fleet: dict[str, Any]) -> None:
     flaps = _answer(fleet, "pmaintd-network", "Link flaps")
     assert [(r["ifName"], r["flaps"]) for r in flaps] == [(fleet_data.FLAPPING_IF, len(fleet_data.FLAPS))]
     disks = {r["serial_no"]: r for r in _answer(fleet, "pmaintd-disks", "Disks: latest SMART state")}
-    assert set(disks) == {s for _h, _d, s in fleet_data.DISKS}
+    assert set(disks) == {s for _h, _d, s in fleet_data.DISKS} | {"674119123435"}
     assert disks[fleet_data.FAILING_DISK]["reallocated growth"] > 0
     assert disks["ZA5678"]["reallocated growth"] == 0
+    recorded = disks["674119123435"]  # values from the real smartctl output, through parser, store and query
+    assert (recorded["health ok"], recorded["reallocated"], recorded["pending"]) == (False, 499, 338)
+    assert (recorded["host"], recorded["device"], recorded["model"]) == ("web-02", "sdb", "MAXTOR 4K080H4")
+    attrs = _answer(fleet, "pmaintd-disks", "SMART attributes (raw)", {"host": ["web-02"], "serial": ["674119123435"]})
+    assert {r["serial_no"] for r in attrs} == {"674119123435"}
+    assert {r["name"]: r["raw"] for r in attrs}["Reallocated_Sector_Ct"] == 499
 
 
 @pytest.mark.service
