@@ -359,3 +359,21 @@ def test_datasource_url_override_and_push_secrets(standin: GrafanaStandIn, files
     pushed = _outcomes(_provision(standin, files, "--datasource-url", "http://10.0.0.5:8086", "--push-secrets"))
     assert pushed[("datasource", DATASOURCE_UID)] == "updated"
     assert standin.state.secrets[DATASOURCE_UID] == {"password": "rotated-password"}
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"url": "http://g:3000"}, "grafana.token_file: None is not allowed: token_file or basic_auth_file"),
+        ({"url": "http://admin:pw@g:3000", "token_file": "TOKEN"}, "grafana.url: 'http://admin:pw@g:3000'"),
+        ({"url": "http://g:3000", "token_file": "TOKEN", "basic_auth_file": "TOKEN"}, "only one of token_file"),
+        ({"url": "http://g:3000", "token_file": "/nonexistent/token"}, "grafana.token_file: '/nonexistent/token'"),
+    ],
+)
+def test_grafana_config_errors_name_the_key(files: dict, section: dict, message: str) -> None:
+    from pmaintd.config import ConfigError, validate
+
+    section = {k: str(files["token"]) if v == "TOKEN" else v for k, v in section.items()}
+    with pytest.raises(ConfigError) as err:
+        validate({"grafana": section})
+    assert message in str(err.value)
