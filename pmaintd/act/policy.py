@@ -10,6 +10,7 @@ test a policy before trusting it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pmaintd.telemetry import parse_time
+from pmaintd.telemetry import FORECAST, parse_time
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("acted", "would_act", "proposed", "observed", "deferred", "duplicate", "below_threshold", "no_policy")
 
@@ -121,6 +124,24 @@ def parse_forecast_lines(lines: Iterable[str], source: str = "forecasts") -> lis
         except ValueError as exc:
             raise ForecastError(f"{source} line {n}: not JSON ({exc})") from None
         out.append(Forecast.from_mapping(obj, f"{source} line {n}"))
+    return out
+
+
+def latest_forecasts(store: Any, since_ns: int) -> list[Forecast]:
+    """The newest `pmaintd_forecast` point per (kind, entity) written since `since_ns`: what the daemon's
+    policy job hands to `ActionEngine.run_once` after each forecasting run."""
+    frame = store.query(FORECAST, start=since_ns)
+    if frame.is_empty():
+        return []
+    newest: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for row in frame.sort("time").iter_rows(named=True):
+        newest[(row.get("kind"), row.get("entity"))] = row
+    out = []
+    for (kind, entity), row in newest.items():
+        try:
+            out.append(Forecast.from_mapping(row, f"{FORECAST} {kind}/{entity}"))
+        except ForecastError as exc:  # one malformed point must not hide every other forecast
+            log.warning("skipping forecast: %s", exc)
     return out
 
 
