@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -334,11 +334,10 @@ class Annotator:
     audit log records); returns True when Grafana took it. Never raises: a failure is logged once, and
     recovery once, so a Grafana outage does not flood the journal or touch the action."""
 
-    def __init__(self, cfg: GrafanaConfig, connect_fn: Callable[[str, Credential, float], Any] = connect) -> None:
+    def __init__(self, cfg: GrafanaConfig) -> None:
         if not cfg.url:
             raise ValueError("[grafana] url is not set")
         self.cfg = cfg
-        self._connect = connect_fn
         self._api: Any = None
         self._failing = False
         self._lock = threading.Lock()
@@ -348,16 +347,17 @@ class Annotator:
             try:
                 if self._api is None:
                     credential = read_credential(self.cfg.token_file, self.cfg.basic_auth_file)
-                    self._api = self._connect(self.cfg.url or "", credential, self.cfg.timeout)
+                    self._api = connect(self.cfg.url or "", credential, self.cfg.timeout)
                 with _Step(self.cfg.url or "", f"annotating action {record.get('id', '')}"):
                     self._api.client.POST("/annotations", json=annotation_payload(record, self.cfg.dashboard_uid))
             except Exception as exc:
+                self._api = None  # reconnect next time, re-reading the credential (it may have been rotated)
                 if not self._failing:
                     log.warning("cannot annotate actions in Grafana (not repeated until it works again): %s", exc)
                     self._failing = True
                 return False
             if self._failing:
-                log.warning("Grafana annotations for actions work again")
+                log.info("Grafana annotations for actions work again")
                 self._failing = False
             return True
 

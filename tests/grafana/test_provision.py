@@ -270,10 +270,10 @@ def test_grafana_down_never_raises_and_logs_once(files: dict, caplog: pytest.Log
 
 def test_annotations_recover_when_grafana_comes_back(standin: GrafanaStandIn, files: dict, caplog) -> None:
     annotate = grafana.Annotator(_gcfg(standin.url, files))
-    standin.state.token = "rotated"  # Grafana refuses (401) until the token file matches again
-    caplog.set_level(logging.WARNING, logger="pmaintd.grafana")
+    standin.state.token = "rotated-token"  # Grafana refuses (401) until the token file holds the new token
+    caplog.set_level(logging.INFO, logger="pmaintd.grafana")
     assert annotate(_record()) is False and annotate(_record()) is False
-    standin.state.token = TOKEN
+    files["token"].write_text("rotated-token\n")
     assert annotate(_record()) is True
     messages = [r.getMessage() for r in caplog.records if r.name == "pmaintd.grafana"]
     assert len(messages) == 2 and "401" in messages[0] and "work again" in messages[1]
