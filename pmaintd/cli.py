@@ -389,6 +389,21 @@ def actions_undo(app: App, action_id: int, as_json: bool) -> None:
     _print_action_result(rec, as_json)
 
 
+@actions_group.command("resolve")
+@click.argument("action_id", type=int)
+@click.argument("outcome", type=click.Choice(["succeeded", "failed"]))
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def actions_resolve(app: App, action_id: int, outcome: str, as_json: bool) -> None:
+    """Settle an `unknown` action (interrupted, and no verify command could decide) after checking the host."""
+    with _action_engine(app) as engine:
+        rec = _action_call(engine.resolve, action_id, outcome, _operator())
+    if as_json:
+        print_json(rec.to_json())
+    else:
+        click.echo(f"action {rec.id} {rec.state}: {rec.message}")
+
+
 @actions_group.command("recover")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app

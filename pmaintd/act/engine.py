@@ -4,9 +4,11 @@
     engine.recover()                                    # settle actions a crashed process left `running`
     decisions = engine.run_once(forecasts)              # evaluate + execute; or evaluate(...) then execute(...)
     engine.approve(id) / reject(id) / undo(id)          # carry out / refuse / reverse one action
+    engine.resolve(id, "succeeded" | "failed")          # a person settles an action left `unknown`
     engine.recurring()                                  # entities healed K times within W
     engine.close()
 
+One engine per thread (it holds one sqlite connection); any number of processes may share the state dir.
 Each decision, transition and outcome is audited (audit.jsonl, `pmaintd_action`, Grafana). Commands are
 rendered, with every value shell-quoted, when the action is proposed, so what a person approves is exactly
 what runs.
@@ -284,6 +286,15 @@ class ActionEngine:
             self.auditor.record({**self._audit_record(rec, rec.state, rec.state, msg), "event": "undo_failed"})
             raise ActionError(f"action {action_id}: {msg}")
         return self._move(action_id, "undone", "undo command succeeded")
+
+    def resolve(self, action_id: int, state: str, by: str = "") -> ActionRecord:
+        """A person settles an `unknown` action (no verify command could decide) as succeeded or failed."""
+        if state not in ("succeeded", "failed"):
+            raise ActionError(f"resolve to succeeded or failed, not {state!r}")
+        rec = self.db.get(action_id)
+        if rec.state != "unknown":
+            raise IllegalTransition(f"action {action_id} is {rec.state}; only an unknown action can be resolved")
+        return self._move(action_id, state, f"resolved as {state} by {by}" if by else f"resolved as {state}")
 
     # ---- crash recovery ---------------------------------------------------------------------------------
 

@@ -1,0 +1,99 @@
+"""Local executor bounds and the audit fan-out's failure isolation: a store or Grafana failure never breaks
+an action, the audit log still gets every transition. (The annotate hooks here are plain callables standing in
+for pmaintd.grafana's Annotator, since no Grafana server can run on these machines; the real Annotator is
+tested against a recording HTTP server in tests/grafana.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from pmaintd import config
+from pmaintd.act.engine import ActionEngine, IllegalTransition
+from pmaintd.act.executor import MAX_OUTPUT, run_local
+from pmaintd.store.sqlite import SqliteStore
+from tests.act.conftest import forecast
+
+LOCAL = """
+[actions.mark]
+run_on = "local"
+command = "echo {entity} >> OUT"
+verify = "grep -qxF -- {entity} OUT"
+[[policies]]
+name = "p"
+kind = "host"
+min_probability = 0.5
+action = "mark"
+mode = "auto"
+[limits]
+max_fleet_fraction = 1.0
+"""
+
+
+def _cfg(tmp_path: Path, text: str = LOCAL) -> config.Config:
+    p = tmp_path / "c.toml"
+    p.write_text(text.replace("OUT", str(tmp_path / "ran")))
+    return config.load(p)
+
+
+def test_output_is_bounded_and_flagged() -> None:
+    r = run_local("head -c 300000 /dev/zero; echo err >&2", timeout=10)
+    assert r.returncode == 0 and r.truncated and len(r.stdout) == MAX_OUTPUT and r.stderr == "err\n"
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    started: list[int] = []
+    t0 = time.monotonic()
+    r = run_local(f"sleep 30 & echo $! > {tmp_path}/bg; sleep 30", timeout=1, on_start=started.append)
+    assert time.monotonic() - t0 < 10
+    assert r.returncode is None and r.error == "timed out after 1s (process group killed)"
+    bg = int((tmp_path / "bg").read_text())
+    time.sleep(0.2)
+    assert not psutil.pid_exists(bg) or psutil.Process(bg).status() == psutil.STATUS_ZOMBIE
+    assert started and started[0] != bg
+
+
+def test_failing_grafana_and_store_never_break_an_action(tmp_path: Path) -> None:
+    def broken(record: Mapping[str, Any]) -> None:
+        raise ConnectionError("grafana is down")
+
+    store = SqliteStore(tmp_path / "s.db")
+    store.close()  # every write now raises
+    engine = ActionEngine(_cfg(tmp_path), tmp_path / "state", store, annotate=broken)
+    [d] = engine.run_once([forecast("web1")])
+    assert d.state == "succeeded"
+    lines = (tmp_path / "state" / "audit.jsonl").read_text().splitlines()
+    assert [json.loads(x)["state"] for x in lines] == ["proposed", "auto", "running", "succeeded"]
+    engine.close()
+
+
+def test_every_transition_reaches_the_annotator(tmp_path: Path) -> None:
+    seen: list[Mapping[str, Any]] = []
+    engine = ActionEngine(_cfg(tmp_path), tmp_path / "state", None, annotate=seen.append)
+    [d] = engine.run_once([forecast("web1")])
+    assert [(r["id"], r["state"], r["entity"], r["action"]) for r in seen] == [
+        (d.action_id, s, "web1", "mark") for s in ("proposed", "auto", "running", "succeeded")
+    ]
+    assert all(r["time"].endswith("Z") and r["probability"] == 0.9 for r in seen)
+    engine.close()
+
+
+def test_unknown_without_verify_waits_for_a_person(tmp_path: Path, make_engine: Callable) -> None:
+    """A `running` row whose owner is gone and that has no verify command stays unknown until resolved."""
+    no_verify = LOCAL.replace('verify = "grep -qxF -- {entity} ', "# ")
+    engine = make_engine(no_verify.replace("OUT", str(tmp_path / "ran")))
+    [d] = engine.evaluate([forecast("web1")])
+    engine.db.transition(d.action_id, "running", owner_pid=2**22 + 12345, owner_start=1.0)  # a dead owner
+    [rec] = engine.recover()
+    assert rec.state == "unknown" and rec.message.startswith("no verify command")
+    assert not (tmp_path / "ran").exists()  # not re-run
+    assert engine.resolve(d.action_id, "succeeded", by="carol").message == "resolved as succeeded by carol"
+    with pytest.raises(IllegalTransition, match="only an unknown action can be resolved"):
+        engine.resolve(d.action_id, "failed")
+    assert engine.get(d.action_id).state == "succeeded"
