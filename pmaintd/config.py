@@ -675,6 +675,8 @@ def resolve_state_dir(cli_value: Path | None, env: Mapping[str, str] = os.enviro
 def summary(cfg: Config, path: Path | None) -> str:
     """One line for `check-config`: what will run, without any secret."""
     enabled = [name for name, c in cfg.collect if getattr(c, "enabled", False)]
+    if cfg.snmp.targets:
+        enabled.append(f"snmp ({len(cfg.snmp.targets)} target{'s' if len(cfg.snmp.targets) != 1 else ''})")
     url = re.sub(r"//[^/@]*@", "//", cfg.store.url or "")  # credentials inside the URL are a secret too
     store = cfg.store.kind if cfg.store.kind == "sqlite" else f"influxdb {cfg.store.api} at {url}"
     src = str(path) if path else "built-in defaults"

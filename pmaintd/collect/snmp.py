@@ -134,7 +134,8 @@ async def poll(session: Session, profiles: ProfileSet, profile: str | None = Non
     start = time.monotonic()
     disc = await discover(session)
     if profile is not None:
-        match = Match(profiles.get(profile), f"profile {profile!r} set in the target's config")
+        why = f"profile {profile!r} chosen for this target (config `profile` or --profile)"
+        match = Match(profiles.get(profile), why)
     else:
         found = profiles.match(disc.sys_object_id)
         if found is None:
