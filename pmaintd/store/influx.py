@@ -50,6 +50,10 @@ _FIELD_TYPES = {"float": pl.Float64, "integer": pl.Int64, "string": pl.Utf8, "bo
                 "unsigned": pl.UInt64}
 
 
+class _Unreachable(StoreError):
+    """No HTTP answer at all (connection refused, reset, timeout)."""
+
+
 class _Outcome(Enum):
     OK = "ok"
     REJECTED = "rejected"
@@ -215,8 +219,11 @@ class InfluxStore:
         """One write request with retries for connection errors, timeouts and 5xx."""
         delay = _FIRST_BACKOFF
         outcome, message = _Outcome.UNAVAILABLE, ""
+        give_up = time.monotonic() + self.cfg.timeout  # retries never hold a write longer than ~2 timeouts
         for attempt in range(_ATTEMPTS):
             if attempt:
+                if time.monotonic() + delay > give_up:
+                    break
                 time.sleep(delay)
                 delay *= 2
             if not self._db_ready:
@@ -292,9 +299,12 @@ class InfluxStore:
                 log.info("created InfluxDB database %s at %s (retention %ds)", self.cfg.database, self.location,
                          seconds)
             self._db_ready = True
+        except _Unreachable:
+            pass  # the write that follows finds out the same and spools; try again next time
         except StoreError as exc:
             # Not fatal: the user may lack admin rights while the database exists. The write will tell.
-            log.debug("could not check/create database %s: %s", self.cfg.database, exc)
+            self._db_ready = True
+            log.info("could not check or create database %s: %s", self.cfg.database, exc)
 
     def _unavailable(self, message: str) -> None:
         self.last_error = f"InfluxDB at {self.location} unavailable: {message}"
@@ -323,7 +333,7 @@ class InfluxStore:
                 headers=dict(self._auth), preload_content=True,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StoreError(f"InfluxDB at {self.location} unreachable: {type(exc).__name__}: {exc}") from None
+            raise _Unreachable(f"InfluxDB at {self.location} unreachable: {type(exc).__name__}: {exc}") from None
         if r.status != 200:
             raise StoreError(f"InfluxDB at {self.location} answered {r.status}: {_server_message(r.data)}")
         decoder = json.JSONDecoder()
