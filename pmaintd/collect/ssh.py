@@ -64,8 +64,8 @@ class SshTransport:
     def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
         full = ["sudo", "-n", *argv] if privileged and self.sudo else list(argv)
         r = self._exec(full, timeout)
-        if r.returncode == 127 and "not found" in r.stderr:
-            raise FileNotFoundError(errno.ENOENT, f"{self.host}: {argv[0]} not found on the remote PATH", argv[0])
+        if r.returncode == 127 and ("not found" in r.stderr or "No such file" in r.stderr):
+            raise FileNotFoundError(errno.ENOENT, f"{self.host}: {full[0]} not found on the remote PATH", full[0])
         if full[0] == "sudo" and r.returncode == 1 and "sudo:" in r.stderr and not r.stdout:
             raise PermissionError(
                 errno.EPERM, f"{self.host}: sudo -n refused {argv[0]}: {r.stderr.strip()[:200]}", argv[0]
