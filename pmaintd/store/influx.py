@@ -115,6 +115,8 @@ class InfluxStore:
         self._client: Any = None
         self._write_api: Any = None
         self._db_ready = cfg.api != "v1"
+        self._wire_gzip = cfg.gzip and cfg.api == "v1"
+        """v1 bodies are gzip'd here; influxdb-client (v2/v3) compresses its own when `gzip` is on."""
         self._pause_until = 0.0
         self._pause = _PAUSE_MIN
         self._down_reason: str | None = None
@@ -171,34 +173,37 @@ class InfluxStore:
         except LineProtocolError as exc:
             raise StoreError(f"cannot write to InfluxDB at {self.location}: {exc}") from None
         with self._lock:
-            self._replay()
+            self._replay(budget=self.cfg.timeout)
             for n, (body, count) in enumerate(batches):
                 if not self._spool.is_empty() or time.monotonic() < self._pause_until:
                     self._spool_rest(batches[n:])
                     return
-                payload = gzip.compress(body, 1) if self.cfg.gzip else body
-                outcome, message = self._send(payload, self.cfg.gzip)
+                payload = gzip.compress(body, 1) if self._wire_gzip else body
+                outcome, message = self._send(payload, self._wire_gzip)
                 if outcome is _Outcome.OK:
                     self.points_written += count
                 elif outcome is _Outcome.REJECTED:
                     self._rejected(count, message)
                 else:
                     self._unavailable(message)
-                    self._spool_rest(batches[n:], first=payload if self.cfg.gzip else None)
+                    self._spool_rest(batches[n:], first=payload if self._wire_gzip else None)
                     return
 
     def _spool_rest(self, batches: list[tuple[bytes, int]], first: bytes | None = None) -> None:
         for i, (body, count) in enumerate(batches):
             self._spool.append(first if i == 0 and first is not None else gzip.compress(body, 1), count)
 
-    def _replay(self, force: bool = False) -> None:
-        """Send spooled records oldest first while the server accepts them (no-op while paused unless forced)."""
+    def _replay(self, budget: float, force: bool = False) -> None:
+        """Send spooled records oldest first while the server accepts them, for at most about `budget`
+        seconds (so a large backlog never holds a write for long; the rest goes on the next call).
+        A no-op while paused after a failure, unless forced."""
         if (not force and time.monotonic() < self._pause_until) or self._spool.is_empty():
             return
+        stop_at = time.monotonic() + budget
         with self._spool.replaying() as mine:
             if not mine:
                 return
-            while (rec := self._spool.oldest()) is not None:
+            while time.monotonic() < stop_at and (rec := self._spool.oldest()) is not None:
                 outcome, message = self._send_record(rec)
                 if outcome is _Outcome.UNAVAILABLE:
                     self._unavailable(message)
@@ -211,7 +216,7 @@ class InfluxStore:
         self._spool.compact()
 
     def _send_record(self, rec: SpoolRecord) -> tuple[_Outcome, str]:
-        if self.cfg.gzip:
+        if self._wire_gzip:
             return self._send(rec.body, True)
         return self._send(_gunzip(rec.body), False)
 
@@ -249,7 +254,7 @@ class InfluxStore:
     def _post_write(self, payload: bytes, gzipped: bool) -> tuple[int, str]:
         """(HTTP status, server message); status 0 for a connection error or timeout."""
         if self.cfg.api != "v1":
-            return self._client_write(payload, gzipped)
+            return self._client_write(payload)
         headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth}
         if gzipped:
             headers["Content-Encoding"] = "gzip"
@@ -260,7 +265,7 @@ class InfluxStore:
             return 0, f"{type(exc).__name__}: {exc}"
         return r.status, _server_message(r.data)
 
-    def _client_write(self, payload: bytes, gzipped: bool) -> tuple[int, str]:
+    def _client_write(self, payload: bytes) -> tuple[int, str]:
         """2.x/3.x: influxdb-client's synchronous write API (it gzips itself when configured)."""
         from influxdb_client.client.write_api import SYNCHRONOUS
         from influxdb_client.domain.write_precision import WritePrecision
@@ -275,10 +280,9 @@ class InfluxStore:
                 enable_gzip=self.cfg.gzip,
             )
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
-        body = _gunzip(payload) if gzipped else payload
         try:
             self._write_api.write(
-                bucket=self.cfg.bucket or self.cfg.database, org=self.cfg.org, record=body.rstrip(b"\n"),
+                bucket=self.cfg.bucket or self.cfg.database, org=self.cfg.org, record=payload.rstrip(b"\n"),
                 write_precision=WritePrecision.US,
             )
         except ApiException as exc:
@@ -430,7 +434,7 @@ class InfluxStore:
     def maintain(self) -> None:
         """Replay the spool now, even within the pause after a failure (retention is the server's job)."""
         with self._lock:
-            self._replay(force=True)
+            self._replay(budget=max(60.0, self.cfg.timeout), force=True)
 
     def close(self) -> None:
         with self._lock:

@@ -197,3 +197,25 @@ def test_spool_survives_sigkill_mid_append(tmp_path: Path) -> None:
         n += 1
     assert n >= 20
     sp.close()
+
+
+def test_v2_client_path_spools_and_replays(own_influxd: Influxd, tmp_path: Path) -> None:
+    """The influxdb-client path (through the v2 shim, which answers 503 while influxd is down)."""
+    token = tmp_path / "token"
+    token.write_text("t0ken")
+    shim = V2Shim(own_influxd.url, token="t0ken").start()
+    try:
+        st = InfluxStore(StoreConfig(kind="influxdb", url=shim.url, api="v2", bucket="pmaintd", org="o",
+                                     token_file=token, batch_size=10), tmp_path / "state")
+        st.write(pts(0, 10))
+        own_influxd.kill()
+        st.write(pts(10, 20))
+        assert st.spool_pending_points() == 20 and st.points_written == 10
+        own_influxd.restart()
+        replay_until_empty(st)
+        assert st.points_replayed == 20
+        assert shim.acknowledged_lines() == [to_line(p).encode() for p in pts(0, 30)]
+        assert stored_reads(own_influxd) == list(range(30))
+        st.close()
+    finally:
+        shim.stop()
