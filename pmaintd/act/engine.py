@@ -35,6 +35,7 @@ from pmaintd.act.policy import Decision, Forecast, low_confidence
 from pmaintd.act.state import TRANSITIONS, ActionDB, ActionRecord, IllegalTransition, NoSuchAction
 from pmaintd.act.templates import render
 from pmaintd.config import Config, PolicyConfig, format_duration
+from pmaintd.telemetry import format_time
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,9 @@ class ActionEngine:
             why = f"already action {existing.id} ({existing.state}) for this forecast window"
             return Decision(f, p.name, action, "duplicate", why, existing.id, existing.state)
         now = time.time()
+        if f.window_end <= now:
+            why = f"forecast window ended at {format_time(int(f.window_end * 1e9))}: too old to act on"
+            return Decision(f, p.name, action, "stale", why)
         escalated = low_confidence(f, p.min_confidence) if p.mode == "auto" else None
         if p.mode == "auto" and escalated is None:
             limit = blocking_limit(self.db, self.cfg.limits, f.kind, f.entity, fleet, now)

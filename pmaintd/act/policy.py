@@ -23,7 +23,12 @@ from pmaintd.telemetry import FORECAST, parse_time
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("acted", "would_act", "proposed", "observed", "deferred", "duplicate", "below_threshold", "no_policy")
+OUTCOMES = (
+    "acted", "would_act", "proposed", "observed", "deferred", "duplicate", "below_threshold", "stale", "no_policy",
+)  # fmt: skip
+"""What a decision can be: acted (auto, carried out), would_act (the same in a dry run), proposed (waits for
+approval), observed (observe mode), deferred (a limit or cooldown), duplicate (this forecast window already has
+its action), below_threshold, stale (the forecast's window already ended), no_policy."""
 
 
 class ForecastError(ValueError):
@@ -157,6 +162,10 @@ class Decision:
     action_id: int | None = None
     state: str | None = None
     """The action's state when the engine returned (after carrying it out, for `acted`)."""
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"unknown decision outcome {self.outcome!r}")
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.forecast.kind, "entity": self.forecast.entity,

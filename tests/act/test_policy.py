@@ -57,3 +57,20 @@ def test_json_lines_with_optional_fields() -> None:
 def test_bad_forecasts(obj: dict, problem: str) -> None:
     with pytest.raises(ForecastError, match=problem):
         Forecast.from_mapping(obj, "x")
+
+
+def test_stale_forecast_is_not_acted_on(tmp_path: Path) -> None:
+    from pmaintd import config
+    from pmaintd.act.engine import ActionEngine
+
+    p = tmp_path / "c.toml"
+    p.write_text('[actions.a]\nrun_on = "local"\ncommand = "touch RAN"\n[[policies]]\nname = "p"\nkind = "host"\n'
+                 'min_probability = 0.5\naction = "a"\nmode = "auto"\n[limits]\nmax_fleet_fraction = 1.0\n'
+                 .replace("RAN", str(tmp_path / "ran")))  # fmt: skip
+    engine = ActionEngine(config.load(p), tmp_path / "state")
+    old = Forecast.from_mapping({"kind": "host", "entity": "web1", "probability": 0.99, "horizon_hours": 24,
+                                 "time": "2020-01-01T00:00:00Z"})  # fmt: skip
+    [d] = engine.run_once([old])
+    assert d.outcome == "stale" and "2020-01-02T00:00:00" in d.reason
+    assert not (tmp_path / "ran").exists() and engine.list() == []
+    engine.close()
