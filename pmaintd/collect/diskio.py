@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 
 from pmaintd.collect import CollectError, Collector, Target, register
+from pmaintd.collect.files import read_many
 from pmaintd.collect.hosts import host_targets
 from pmaintd.collect.procfs import SECTOR_BYTES, DiskStats, ParseError, parse_diskstats, parse_udev_db
 from pmaintd.collect.transport import Transport
@@ -80,41 +81,42 @@ def _clean(value: str | None) -> str | None:
     return v or None
 
 
-def _read_optional(tr: Transport, path: str) -> str | None:
-    try:
-        return tr.read_text(path)
-    except OSError:
-        return None
+def identity_files(d: DiskStats) -> list[str]:
+    """Where a whole disk's serial and WWN may be found: udev's database entry, then sysfs."""
+    sysfs = f"/sys/block/{d.name}"
+    return [
+        f"/run/udev/data/b{d.major}:{d.minor}",
+        f"{sysfs}/device/serial",
+        f"{sysfs}/serial",
+        f"{sysfs}/device/wwid",
+        f"{sysfs}/wwid",
+    ]
 
 
-def disk_identity(tr: Transport, name: str, major: int, minor: int) -> dict[str, str]:
-    """serial / serial_no / wwn of a whole disk, from udev's database, else sysfs; empty when unknown."""
-    udev_text = _read_optional(tr, f"/run/udev/data/b{major}:{minor}")
-    props = parse_udev_db(udev_text) if udev_text else {}
-    serial_no = _clean(props.get("ID_SERIAL_SHORT"))
-    if serial_no is None:
-        for path in (f"/sys/block/{name}/device/serial", f"/sys/block/{name}/serial"):
-            serial_no = _clean(_read_optional(tr, path))
-            if serial_no:
-                break
-    wwn = normalize_wwn(props.get("ID_WWN"))
-    if wwn is None:
-        for path in (f"/sys/block/{name}/device/wwid", f"/sys/block/{name}/wwid"):
-            wwn = normalize_wwn(_read_optional(tr, path))
-            if wwn:
-                break
+def disk_identity(d: DiskStats, files: dict[str, str]) -> dict[str, str]:
+    """serial / serial_no / wwn of a whole disk from its identity_files (as read); empty when unknown."""
+    udev, dev_serial, serial, dev_wwid, wwid = identity_files(d)
+    props = parse_udev_db(files[udev]) if udev in files else {}
+    serial_no = _clean(props.get("ID_SERIAL_SHORT")) or _clean(files.get(dev_serial)) or _clean(files.get(serial))
+    wwn = normalize_wwn(props.get("ID_WWN")) or normalize_wwn(files.get(dev_wwid)) or normalize_wwn(files.get(wwid))
     tags = {"serial": _clean(props.get("ID_SERIAL")) or serial_no, "serial_no": serial_no, "wwn": wwn}
     return {k: v for k, v in tags.items() if v}
 
 
 class DiskioCollector:
-    """Polls /proc/diskstats of each machine target."""
+    """Polls /proc/diskstats of each machine target.
+
+    Per target it remembers which names are whole disks (/sys/block, listed again when diskstats shows a
+    name it has not seen or after IDENTITY_TTL_S) and each disk's identity (read for all new disks in one
+    batch), so a steady poll over SSH is a single remote command.
+    """
 
     name = "diskio"
 
     def __init__(self, section: DiskioConfig, targets: Sequence[Target]) -> None:
         self._section = section
         self._targets = list(targets)
+        self._disks: dict[str, tuple[float, set[str], set[str]]] = {}  # target -> (when, seen, whole disks)
         self._identity: dict[tuple[str, str, int, int], tuple[float, dict[str, str]]] = {}
 
     def targets(self) -> Sequence[Target]:
@@ -135,37 +137,47 @@ class DiskioCollector:
         except OSError as exc:
             raise CollectError(f"{target.name}: cannot read /proc/diskstats: {exc}") from None
         try:
-            stats = parse_diskstats(text)
+            stats = [d for d in parse_diskstats(text) if self.wanted(d.name)]
         except ParseError as exc:
             raise CollectError(f"{target.name}: {exc}") from None
         ts = now_ns()
-        whole = self._whole_disks(tr, target.name)
+        whole = self._whole_disks(tr, target.name, {d.name for d in stats})
+        identities = self._identities(tr, target.name, [d for d in stats if d.name in whole])
         points = []
         for d in stats:
-            if not self.wanted(d.name):
-                continue
-            tags = {"name": d.name, "host": tr.host}
-            if d.name in whole:
-                tags |= self._cached_identity(tr, target.name, d)
+            tags = {"name": d.name, "host": tr.host, **identities.get(d.name, {})}
             points.append(Point(DISKIO, tags, diskio_fields(d.counters), ts))
         return points
 
-    def _whole_disks(self, tr: Transport, target: str) -> set[str]:
+    def _whole_disks(self, tr: Transport, target: str, names: set[str]) -> set[str]:
         # /sys/block lists whole disks only; everything else in diskstats is a partition.
+        hit = self._disks.get(target)
+        if hit is not None and names <= hit[1] and time.monotonic() - hit[0] < IDENTITY_TTL_S:
+            return hit[2]
         try:
-            return set(tr.list_dir("/sys/block"))
+            whole = set(tr.list_dir("/sys/block"))
         except OSError as exc:
             log.debug("%s: cannot list /sys/block (%s); no disk identity tags this poll", target, exc)
             return set()
+        self._disks[target] = (time.monotonic(), names, whole)
+        return whole
 
-    def _cached_identity(self, tr: Transport, target: str, d: DiskStats) -> dict[str, str]:
-        key = (target, d.name, d.major, d.minor)
-        hit = self._identity.get(key)
-        if hit is not None and time.monotonic() - hit[0] < IDENTITY_TTL_S:
-            return hit[1]
-        ids = disk_identity(tr, d.name, d.major, d.minor)
-        self._identity[key] = (time.monotonic(), ids)
-        return ids
+    def _identities(self, tr: Transport, target: str, disks: list[DiskStats]) -> dict[str, dict[str, str]]:
+        now = time.monotonic()
+        out: dict[str, dict[str, str]] = {}
+        stale = []
+        for d in disks:
+            hit = self._identity.get((target, d.name, d.major, d.minor))
+            if hit is not None and now - hit[0] < IDENTITY_TTL_S:
+                out[d.name] = hit[1]
+            else:
+                stale.append(d)
+        if stale:
+            files = read_many(tr, [f for d in stale for f in identity_files(d)])
+            for d in stale:
+                out[d.name] = disk_identity(d, files)
+                self._identity[(target, d.name, d.major, d.minor)] = (now, out[d.name])
+        return out
 
 
 @register("diskio")

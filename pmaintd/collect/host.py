@@ -26,6 +26,10 @@ local machine), so the same code serves this machine and, over SSH, a remote one
   give every unlabeled sensor of a chip the same name).
 
 EDAC and hwmon are optional: a machine without them (most VMs) gets no such points and no error.
+
+Cost over SSH: which EDAC and hwmon files exist is discovered once per target (and again after
+LAYOUT_TTL_S); every poll then reads the /proc files and all sensor values in one batch
+(pmaintd.collect.files.read_many), i.e. one remote command per steady poll.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pmaintd.collect import CollectError, Collector, Target, register
+from pmaintd.collect.files import list_optional, read_many
 from pmaintd.collect.hosts import host_targets
 from pmaintd.collect.procfs import (
     CPU_STATES,
@@ -179,115 +185,146 @@ def parse_vmstat(text: str) -> dict[str, int]:
     return out
 
 
-def _read(tr: Transport, target: str, path: str) -> str:
-    try:
-        return tr.read_text(path)
-    except OSError as exc:
-        raise CollectError(f"{target}: cannot read {path}: {exc}") from None
+@dataclass(frozen=True)
+class Sensor:
+    """One point a poll reads from sysfs: its measurement and tags, and the file behind each field."""
+
+    measurement: str
+    tags: dict[str, str]
+    files: dict[str, str]
+    """field -> sysfs path of an integer value."""
+    scale: float = 1.0
+    """Divides every value (hwmon temperatures are in millidegrees)."""
 
 
-def _optional(tr: Transport, path: str) -> str | None:
-    try:
-        return tr.read_text(path)
-    except OSError:
-        return None
+@dataclass(frozen=True)
+class Layout:
+    """What a machine offers beyond /proc: EDAC and hwmon sensors and whether it keeps utmp.
+
+    Finding it takes a directory listing per controller, row and chip, so it is discovered once and kept
+    for LAYOUT_TTL_S; each poll then reads every value in one batch (pmaintd.collect.files.read_many).
+    """
+
+    sensors: list[Sensor]
+    utmp: bool
 
 
-def _optional_int(tr: Transport, path: str) -> int | None:
-    text = _optional(tr, path)
-    try:
-        return int(text.strip()) if text is not None else None
-    except ValueError:
-        return None
+LAYOUT_TTL_S = 600.0
+"""A hot-added DIMM or a newly loaded sensor driver shows up within this long."""
 
 
-def _list(tr: Transport, path: str) -> list[str]:
-    try:
-        return tr.list_dir(path)
-    except OSError:
-        return []
+def _first_line(text: str | None) -> str:
+    return text.strip() if text else ""
 
 
-def edac_points(tr: Transport, host: str, ts: int) -> list[Point]:
-    """Memory-controller error counters from EDAC sysfs; none when the machine has no EDAC driver."""
-    points = []
-    for mc in _list(tr, EDAC_ROOT):
+def _edac_layout(tr: Transport) -> list[Sensor]:
+    """EDAC sensors: one per memory controller, csrow and dimm/rank; their labels are fetched in one batch."""
+    found: list[tuple[str, dict[str, str], dict[str, str]]] = []  # measurement, tags, files
+    label_files: list[str] = []
+    for mc in list_optional(tr, EDAC_ROOT):
         if not (mc.startswith("mc") and mc[2:].isdigit()):
             continue
         base = f"{EDAC_ROOT}/{mc}"
-        fields = {
-            f: v
-            for f in ("ce_count", "ue_count", "ce_noinfo_count", "ue_noinfo_count")
-            if (v := _optional_int(tr, f"{base}/{f}")) is not None
-        }
-        mc_name = (_optional(tr, f"{base}/mc_name") or "").strip()
-        if fields:
-            points.append(Point(EDAC, {"host": host, "controller": mc, "mc_name": mc_name}, fields, ts))
-        for entry in _list(tr, base):
+        entries = list_optional(tr, base)
+        counters = [f for f in ("ce_count", "ue_count", "ce_noinfo_count", "ue_noinfo_count") if f in entries]
+        if counters:
+            found.append((EDAC, {"controller": mc}, {f: f"{base}/{f}" for f in counters}))
+            label_files.append(f"{base}/mc_name")
+        for entry in entries:
             sub = f"{base}/{entry}"
             if entry.startswith("csrow") and entry[5:].isdigit():
-                names = _list(tr, sub)
-                wanted = ["ce_count", "ue_count"] + [n for n in names if n.startswith("ch") and n.endswith("_ce_count")]
-                row = {f: v for f in wanted if (v := _optional_int(tr, f"{sub}/{f}")) is not None}
+                names = list_optional(tr, sub)
+                row = [n for n in names if n in ("ce_count", "ue_count") or (n[:2] == "ch" and n.endswith("_ce_count"))]
                 if row:
-                    points.append(Point(EDAC_CSROW, {"host": host, "controller": mc, "csrow": entry}, row, ts))
-            elif (entry.startswith("dimm") and entry[4:].isdigit()) or (
-                entry.startswith("rank") and entry[4:].isdigit()
-            ):
-                dimm = {
-                    f: v for f in ("ce_count", "ue_count") if (v := _optional_int(tr, f"{sub}/dimm_{f}")) is not None
-                }
-                if dimm:
-                    tags = {
-                        "host": host,
-                        "controller": mc,
-                        "dimm": entry,
-                        "label": (_optional(tr, f"{sub}/dimm_label") or "").strip(),
-                        "location": (_optional(tr, f"{sub}/dimm_location") or "").strip(),
-                    }
-                    points.append(Point(EDAC_DIMM, tags, dimm, ts))
-    return points
+                    found.append((EDAC_CSROW, {"controller": mc, "csrow": entry}, {f: f"{sub}/{f}" for f in row}))
+            elif entry[:4] in ("dimm", "rank") and entry[4:].isdigit():
+                names = list_optional(tr, sub)
+                files = {f: f"{sub}/dimm_{f}" for f in ("ce_count", "ue_count") if f"dimm_{f}" in names}
+                if files:
+                    found.append((EDAC_DIMM, {"controller": mc, "dimm": entry}, files))
+                    label_files += [f"{sub}/dimm_label", f"{sub}/dimm_location"]
+    labels = read_many(tr, label_files)
+    sensors = []
+    for measurement, tags, files in found:
+        base = f"{EDAC_ROOT}/{tags['controller']}"
+        if measurement == EDAC:
+            tags = {**tags, "mc_name": _first_line(labels.get(f"{base}/mc_name"))}
+        elif measurement == EDAC_DIMM:
+            sub = f"{base}/{tags['dimm']}"
+            tags = {
+                **tags,
+                "label": _first_line(labels.get(f"{sub}/dimm_label")),
+                "location": _first_line(labels.get(f"{sub}/dimm_location")),
+            }
+        sensors.append(Sensor(measurement, tags, files))
+    return sensors
 
 
-def _hwmon_device(tr: Transport, chip_dir: str) -> str | None:
+def _uevent_device(text: str | None) -> str:
     """The device a hwmon chip belongs to (e.g. nvme0, 0000:00:18.3), from its device's uevent."""
-    text = _optional(tr, f"{chip_dir}/device/uevent")
-    if not text:
-        return None
-    props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return props.get("DEVNAME") or props.get("PCI_SLOT_NAME") or None
+    props = dict(line.split("=", 1) for line in (text or "").splitlines() if "=" in line)
+    return props.get("DEVNAME") or props.get("PCI_SLOT_NAME") or ""
 
 
-def temp_points(tr: Transport, host: str, ts: int) -> list[Point]:
-    """hwmon temperature sensors in °C; none when the machine exposes no hwmon chip."""
-    points = []
-    for chip in _list(tr, HWMON_ROOT):
-        chip_dir = f"{HWMON_ROOT}/{chip}"
-        names = _list(tr, chip_dir)
-        attr_dir = chip_dir
+def _hwmon_layout(tr: Transport) -> list[Sensor]:
+    """hwmon temperature sensors (`temp`, Telegraf's naming); static names and labels in one batch."""
+    chips: list[tuple[str, str, list[str]]] = []  # chip dir, attribute dir, temp prefixes
+    for chip in list_optional(tr, HWMON_ROOT):
+        chip_dir = attr_dir = f"{HWMON_ROOT}/{chip}"
+        names = list_optional(tr, chip_dir)
         if not any(n.startswith("temp") and n.endswith("_input") for n in names):
             # Older kernels (e.g. CentOS 6/7 drivers) put the attributes under hwmonN/device/.
             attr_dir = f"{chip_dir}/device"
-            names = _list(tr, attr_dir)
-        chip_name = (_optional(tr, f"{chip_dir}/name") or _optional(tr, f"{attr_dir}/name") or chip).strip()
-        device = _hwmon_device(tr, chip_dir)
-        for n in sorted(names):
-            if not (n.startswith("temp") and n.endswith("_input")):
+            names = list_optional(tr, attr_dir)
+        prefixes = sorted(n.removesuffix("_input") for n in names if n.startswith("temp") and n.endswith("_input"))
+        if prefixes:
+            chips.append((chip_dir, attr_dir, prefixes))
+    static = read_many(
+        tr,
+        [
+            f
+            for c, a, ps in chips
+            for f in (f"{c}/name", f"{a}/name", f"{c}/device/uevent", *(f"{a}/{p}_label" for p in ps))
+        ],
+    )
+    sensors = []
+    for chip_dir, attr_dir, prefixes in chips:
+        chip_name = (
+            _first_line(static.get(f"{chip_dir}/name") or static.get(f"{attr_dir}/name")) or chip_dir.rsplit("/", 1)[1]
+        )
+        device = _uevent_device(static.get(f"{chip_dir}/device/uevent"))
+        for prefix in prefixes:
+            label = _first_line(static.get(f"{attr_dir}/{prefix}_label")).lower().replace(" ", "_")
+            tags = {"sensor": f"{chip_name}_{label or prefix}", "device": device}
+            sensors.append(Sensor(TEMP, tags, {"temp": f"{attr_dir}/{prefix}_input"}, scale=1000.0))
+    return sensors
+
+
+def discover_layout(tr: Transport) -> Layout:
+    """EDAC and hwmon sensors of a machine, and whether it keeps utmp (so `who` means something)."""
+    utmp = "utmp" in list_optional(tr, "/run") or "utmp" in list_optional(tr, "/var/run")
+    return Layout(_edac_layout(tr) + _hwmon_layout(tr), utmp)
+
+
+def sensor_points(sensors: list[Sensor], values: dict[str, str], host: str, ts: int) -> list[Point]:
+    """Points from one batch of sysfs reads. A value that could not be read (a sensor asleep or gone:
+    EAGAIN/EIO/ENODATA) drops that field, and a sensor with no value left drops its point, not the host."""
+    points = []
+    for s in sensors:
+        fields: dict[str, FieldValue] = {}
+        for f, path in s.files.items():
+            try:
+                raw = int(values[path].strip())
+            except (KeyError, ValueError):
                 continue
-            prefix = n.removesuffix("_input")
-            milli = _optional_int(tr, f"{attr_dir}/{n}")
-            if milli is None:  # sensor asleep or gone (EAGAIN/EIO/ENODATA): skip it, not the host
-                continue
-            label = (_optional(tr, f"{attr_dir}/{prefix}_label") or "").strip().lower().replace(" ", "_")
-            tags = {"host": host, "sensor": f"{chip_name}_{label or prefix}", "device": device or ""}
-            points.append(Point(TEMP, tags, {"temp": milli / 1000.0}, ts))
+            fields[f] = raw / s.scale if s.scale != 1.0 else raw
+        if fields:
+            points.append(Point(s.measurement, {"host": host, **s.tags}, fields, ts))
     return points
 
 
 def _n_users(tr: Transport) -> int | None:
-    """Logged-in users from `who -q`, only when the machine keeps utmp (otherwise `who` would say 0)."""
-    if "utmp" not in _list(tr, "/run") and "utmp" not in _list(tr, "/var/run"):
-        return None
+    """Logged-in users from `who -q` (called only on machines that keep utmp)."""
     try:
         res = tr.run(["who", "-q"], timeout=5.0)
     except (OSError, TimeoutError):
@@ -296,6 +333,20 @@ def _n_users(tr: Transport) -> int | None:
         if line.startswith("# users="):
             return int(line.split("=", 1)[1])
     return None
+
+
+PROC_FILES = ("/proc/stat", "/proc/meminfo", "/proc/loadavg", "/proc/uptime", "/proc/vmstat")
+
+
+def _required(tr: Transport, files: dict[str, str], target: str, path: str) -> str:
+    """A /proc file from the batch; when the batch lacks it, read it alone, for its content or its error."""
+    text = files.get(path)
+    if text:
+        return text
+    try:
+        return tr.read_text(path)
+    except OSError as exc:
+        raise CollectError(f"{target}: cannot read {path}: {exc}") from None
 
 
 class HostCollector:
@@ -315,6 +366,7 @@ class HostCollector:
         self._sleep = sleep
         self._last_cpu: dict[str, CpuTimes] = {}
         self._user_hz: dict[str, int] = {}
+        self._layouts: dict[str, tuple[float, Layout]] = {}
 
     def targets(self) -> Sequence[Target]:
         return self._targets
@@ -323,16 +375,24 @@ class HostCollector:
         tr = target.transport
         if tr is None:
             raise CollectError(f"host target {target.name} has no transport")
+        layout = self._layout(tr, target.name)
+        files = read_many(tr, [*PROC_FILES, *(p for sensor in layout.sensors for p in sensor.files.values())])
+        ts = now_ns()
         try:
-            prev, cur = self._cpu_times(tr, target.name)
-            ts = now_ns()
-            meminfo = parse_meminfo(_read(tr, target.name, "/proc/meminfo"))
-            load = parse_loadavg(_read(tr, target.name, "/proc/loadavg"))
-            uptime = parse_uptime(_read(tr, target.name, "/proc/uptime"))
+            cur = parse_stat(_required(tr, files, target.name, "/proc/stat"))
+            prev = self._last_cpu.get(target.name)
+            if prev is None or prev.boot_time != cur.boot_time:
+                # No comparable reading (first poll, or the host rebooted): take a second one shortly after.
+                prev = cur
+                self._sleep(self._first_sample_s)
+                cur = parse_stat(_required(tr, {}, target.name, "/proc/stat"))
+            meminfo = parse_meminfo(_required(tr, files, target.name, "/proc/meminfo"))
+            load = parse_loadavg(_required(tr, files, target.name, "/proc/loadavg"))
+            uptime = parse_uptime(_required(tr, files, target.name, "/proc/uptime"))
             mem = mem_fields(meminfo)
         except ParseError as exc:
             raise CollectError(f"{target.name}: {exc}") from None
-        vmstat_text = _optional(tr, "/proc/vmstat")
+        self._last_cpu[target.name] = cur
         host = tr.host
         system: dict[str, FieldValue] = {
             "load1": load[0],
@@ -341,28 +401,24 @@ class HostCollector:
             "n_cpus": sum(1 for name in cur.cpus if name != "cpu-total"),
             "uptime": int(uptime),
         }
-        if (users := _n_users(tr)) is not None:
+        if layout.utmp and (users := _n_users(tr)) is not None:
             system["n_users"] = users
+        vmstat = parse_vmstat(files["/proc/vmstat"]) if "/proc/vmstat" in files else None
         return [
             *cpu_points(prev, cur, self._hz(tr, target.name), host, ts),
             Point(MEM, {"host": host}, mem, ts),
-            Point(SWAP, {"host": host}, swap_fields(meminfo, parse_vmstat(vmstat_text) if vmstat_text else None), ts),
+            Point(SWAP, {"host": host}, swap_fields(meminfo, vmstat), ts),
             Point(SYSTEM, {"host": host}, system, ts),
-            *edac_points(tr, host, ts),
-            *temp_points(tr, host, ts),
+            *sensor_points(layout.sensors, files, host, ts),
         ]
 
-    def _cpu_times(self, tr: Transport, target: str) -> tuple[CpuTimes, CpuTimes]:
-        """(previous, current) /proc/stat readings; a fresh pair `first_sample_s` apart when there is no
-        comparable previous one (first poll, or the host rebooted since)."""
-        cur = parse_stat(_read(tr, target, "/proc/stat"))
-        prev = self._last_cpu.get(target)
-        if prev is None or prev.boot_time != cur.boot_time:
-            prev = cur
-            self._sleep(self._first_sample_s)
-            cur = parse_stat(_read(tr, target, "/proc/stat"))
-        self._last_cpu[target] = cur
-        return prev, cur
+    def _layout(self, tr: Transport, target: str) -> Layout:
+        hit = self._layouts.get(target)
+        if hit is not None and time.monotonic() - hit[0] < LAYOUT_TTL_S:
+            return hit[1]
+        layout = discover_layout(tr)
+        self._layouts[target] = (time.monotonic(), layout)
+        return layout
 
     def _hz(self, tr: Transport, target: str) -> int:
         hz = self._user_hz.get(target)

@@ -3,23 +3,32 @@
 This is not a mock: the collectors do real file reads, only rooted at a recorded tree instead of `/`
 (node_exporter's golden tests work the same way with its `--path.procfs` fixtures). Several roots can be
 layered, the first holding a path wins, so a later /proc/stat can be served over an otherwise unchanged
-tree. Commands cannot be replayed from a file tree: `run` raises FileNotFoundError, as a missing binary
-would, and the collectors fall back exactly as they do on a host without it.
+tree.
+
+`run` executes the real command with every absolute path argument moved into the tree (and moved back in
+its output), so a collector's batched `grep -H` reads the recorded files as it would over SSH. Only
+commands that take file paths make sense here; `getconf` and `who` have no recording and run on this
+machine, so tests pass `commands=False` where that matters: `run` then raises FileNotFoundError, as a
+missing binary would, and the collectors fall back to reading file by file.
 """
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from pmaintd.collect.transport import RunResult
 
 
 class FileTreeTransport:
-    def __init__(self, host: str, *roots: Path) -> None:
+    def __init__(self, host: str, *roots: Path, commands: bool = True) -> None:
         if not roots:
             raise ValueError("FileTreeTransport needs at least one fixture root")
         self.host = host
         self.roots = [Path(r) for r in roots]
+        self.commands = commands
+        self.calls = 0
+        """Every read_text, list_dir and run, as a remote transport would pay one command for each."""
 
     def _find(self, path: str) -> Path:
         if not path.startswith("/"):
@@ -31,12 +40,14 @@ class FileTreeTransport:
         raise FileNotFoundError(2, "No such file or directory (in the fixture tree)", path)
 
     def read_text(self, path: str) -> str:
+        self.calls += 1
         p = self._find(path)
         if p.is_dir():
             raise IsADirectoryError(21, "Is a directory", path)
         return p.read_text(errors="replace")
 
     def list_dir(self, path: str) -> list[str]:
+        self.calls += 1
         names: set[str] = set()
         found = False
         for root in self.roots:
@@ -48,8 +59,29 @@ class FileTreeTransport:
             raise FileNotFoundError(2, "No such file or directory (in the fixture tree)", path)
         return sorted(names)
 
-    def run(self, argv: list[str], timeout: float) -> RunResult:
-        raise FileNotFoundError(2, "a recorded file tree cannot run commands", argv[0])
+    def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
+        self.calls += 1
+        if not self.commands:
+            raise FileNotFoundError(2, "this file tree runs no commands", argv[0])
+        moved = {}
+        for a in argv[1:]:
+            if a.startswith("/"):
+                try:
+                    moved[a] = str(self._find(a))
+                except FileNotFoundError:
+                    moved[a] = str(self.roots[0] / a.lstrip("/"))
+        cp = subprocess.run(
+            [argv[0], *(moved.get(a, a) for a in argv[1:])],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+        out, err = cp.stdout, cp.stderr
+        for original, inside in moved.items():
+            out, err = out.replace(inside, original), err.replace(inside, original)
+        return RunResult(tuple(argv), cp.returncode, out, err)
 
     def close(self) -> None:
         return None

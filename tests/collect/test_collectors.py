@@ -228,3 +228,48 @@ def test_host_missing_proc_file_is_a_clear_error(tmp_path: Path) -> None:
     t = _target("h2", tmp_path)
     with pytest.raises(CollectError, match=r"h2: cannot read /proc/meminfo"):
         HostCollector(HostConfig(), [t], sleep=lambda _s: None).collect(t)
+
+
+def test_steady_polls_need_one_transport_call_per_collector() -> None:
+    """Over SSH every call is a remote command: after the first poll (layout, identities, USER_HZ), a poll
+    of the recorded server (14 devices, 2 memory controllers, 3 hwmon chips) is one batched read each."""
+    t = _target("server", DATA / "server")
+    tr = t.transport
+    assert isinstance(tr, FileTreeTransport)
+    host = HostCollector(HostConfig(), [t], sleep=lambda _s: None)
+    disk = DiskioCollector(DiskioConfig(), [t])
+    host.collect(t)
+    disk.collect(t)
+    first = tr.calls
+    tr.calls = 0
+    assert len(host.collect(t)) == 22 and tr.calls == 1
+    tr.calls = 0
+    assert len(disk.collect(t)) == 13 and tr.calls == 1
+    assert first > 10  # discovery is where the listings go
+
+
+def test_diskio_relists_block_devices_when_a_new_name_appears(tmp_path: Path) -> None:
+    """A hot-plugged disk gets its identity on the poll that first sees it, not after the cache expires."""
+    (tmp_path / "proc").mkdir()
+    line = "   8      32 sdc 1 0 8 1 1 0 8 1 0 1 2\n"
+    (tmp_path / "proc/diskstats").write_text((DATA / "server/proc/diskstats").read_text())
+    t = _target("server", tmp_path, DATA / "server")
+    c = DiskioCollector(DiskioConfig(), [t])
+    assert "sdc" not in {p.tags["name"] for p in c.collect(t)}
+    (tmp_path / "proc/diskstats").write_text((DATA / "server/proc/diskstats").read_text() + line)
+    (tmp_path / "sys/block/sdc/device").mkdir(parents=True)
+    (tmp_path / "sys/block/sdc/device/wwid").write_text("naa.5000c500deadbeef\n")
+    sdc = _by(c.collect(t), "diskio", name="sdc")
+    assert sdc.tags["wwn"] == "5000c500deadbeef"
+
+
+def test_batched_read_splits_paths_with_colons() -> None:
+    from pmaintd.collect.files import split_grep_output
+
+    out = "/run/udev/data/b8:0:E:ID_SERIAL=X:Y\n/run/udev/data/b8:0:E:ID_WWN=0x1\n/sys/a/temp1_input:41850\n/sys/b:\n"
+    got = split_grep_output(out, ["/run/udev/data/b8:0", "/sys/a/temp1_input", "/sys/b"])
+    assert got == {
+        "/run/udev/data/b8:0": "E:ID_SERIAL=X:Y\nE:ID_WWN=0x1\n",
+        "/sys/a/temp1_input": "41850\n",
+        "/sys/b": "\n",
+    }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,8 +27,14 @@ DATA = Path(__file__).parent / "testdata"
 GOLDEN = DATA / "golden"
 
 
+BATCHED = True
+"""Whether the FileTreeTransport runs commands: True reads files in one `grep -H` batch (the SSH path),
+False file by file (the path of transports that cannot run commands). Both must give the same points."""
+
+
 def target(host: str, *trees: str) -> Target:
-    return Target(name=host, interval=60.0, timeout=30.0, transport=FileTreeTransport(host, *(DATA / t for t in trees)))
+    tr = FileTreeTransport(host, *(DATA / t for t in trees), commands=BATCHED)
+    return Target(name=host, interval=60.0, timeout=30.0, transport=tr)
 
 
 def normalized(points: list[Point]) -> list[dict[str, object]]:
@@ -85,6 +92,8 @@ CASES: dict[str, Callable[[], list[Point]]] = {
 }
 
 
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "file-by-file"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_golden(name: str) -> None:
+def test_golden(name: str, batched: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "BATCHED", batched)
     check_golden(name, CASES[name]())

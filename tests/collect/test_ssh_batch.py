@@ -1,0 +1,104 @@
+"""Batched reads over a real OpenSSH server on loopback: one remote `grep -H` instead of a command per file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pmaintd import collect
+from pmaintd.collect import Target
+from pmaintd.collect.files import read_many
+from pmaintd.collect.hosts import close_transports
+from pmaintd.collect.transport import LocalTransport, RunResult, Transport
+from pmaintd.config import Config, validate
+from tests.services import Sshd
+
+pytestmark = pytest.mark.service
+
+
+class Counting:
+    """Counts the calls made through a real transport (each is one remote command over SSH)."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner, self.host, self.calls = inner, inner.host, 0
+
+    def read_text(self, path: str) -> str:
+        self.calls += 1
+        return self.inner.read_text(path)
+
+    def list_dir(self, path: str) -> list[str]:
+        self.calls += 1
+        return self.inner.list_dir(path)
+
+    def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
+        self.calls += 1
+        return self.inner.run(argv, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def ssh_config(sshd: Sshd) -> Iterator[Config]:
+    close_transports()
+    yield validate(
+        {
+            "hosts": [
+                {"name": "here", "transport": "local", "collect": []},
+                {
+                    "name": "loop",
+                    "address": sshd.address,
+                    "user": sshd.user,
+                    "key_file": str(sshd.client_key),
+                    "known_hosts": str(sshd.known_hosts),
+                    "collect": ["diskio", "host"],
+                },
+            ]
+        }
+    )
+    close_transports()
+
+
+def test_read_many_over_ssh_equals_local_reads(ssh_config: Config, tmp_path: Path) -> None:
+    odd = tmp_path / "b8:0"  # udev database names contain ':'; so may the content
+    odd.write_text("S:disk/by-id/x\nE:ID_SERIAL=A:B C\nE:ID_WWN=0x50014ee2b9a1c3d5\n")
+    spaced = tmp_path / "with space 'and quote"
+    spaced.write_text("41850\n")
+    paths = ["/proc/loadavg", "/proc/meminfo", str(odd), str(spaced), str(tmp_path / "missing")]
+    (c,) = collect.build(ssh_config, only=["host"])
+    (t,) = c.targets()
+    assert t.transport is not None and type(t.transport).__name__ == "SshTransport"
+    counted = Counting(t.transport)
+    remote = read_many(counted, paths)
+    assert counted.calls == 1
+    local = read_many(LocalTransport("here"), paths)
+    assert set(remote) == set(local) == set(paths[:4])
+    for p in (str(odd), str(spaced)):
+        assert remote[p] == local[p]
+    assert remote["/proc/meminfo"].startswith("MemTotal:")
+
+
+def test_host_and_diskio_over_ssh_one_command_per_steady_poll(ssh_config: Config) -> None:
+    """This machine read through sshd: the same measurements as locally, and after the first poll each
+    collector needs exactly one remote command."""
+    for c in collect.build(ssh_config, only=["diskio", "host"]):
+        (t,) = c.targets()
+        assert t.transport is not None
+        counted = Counting(t.transport)
+        ct = Target(t.name, t.interval, t.timeout, counted)
+        first = c.collect(ct)
+        counted.calls = 0
+        second = c.collect(ct)
+        assert counted.calls == 1, c.name
+        assert {p.measurement for p in first} == {p.measurement for p in second}
+        assert all(p.tags["host"] == "loop" for p in second)
+        if c.name == "host":
+            cpu = next(p for p in second if p.measurement == "cpu" and p.tags["cpu"] == "cpu-total")
+            assert any(k.startswith("usage_") for k in cpu.fields)
+            mem = next(p for p in second if p.measurement == "mem")
+            assert mem.fields["total"] == int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+        else:
+            names = {p.tags["name"] for p in second}
+            assert names and names <= {ln.split()[2] for ln in Path("/proc/diskstats").read_text().splitlines()}
