@@ -160,6 +160,17 @@ class SshClient:
             code, out.decode(errors="replace"), err.decode(errors="replace"), truncated, time.monotonic() - start
         )
 
+    def open_sftp(self) -> paramiko.SFTPClient:
+        """An SFTP session on the reused connection (reads files without starting a remote shell per file).
+
+        Raises HostKeyRejected/SshError like `run`, and SshError when the host offers no sftp subsystem.
+        """
+        client = self._session()
+        try:
+            return client.open_sftp()
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SshError(f"{self.endpoint.name}: no SFTP subsystem: {exc or type(exc).__name__}") from None
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:

@@ -21,6 +21,7 @@ from pmaintd.collect.host import HostCollector
 from pmaintd.collect.hosts import close_transports
 from pmaintd.collect.smart import SmartCollector
 from pmaintd.collect.smart_parse import parse
+from pmaintd.collect.ssh import SshTransport
 from pmaintd.collect.transport import LocalTransport, RunResult, Transport
 from pmaintd.config import Config, DiskioConfig, HostConfig, validate
 from pmaintd.telemetry import Point
@@ -267,3 +268,27 @@ def test_diskio_and_host_over_ssh_equal_local_for_the_same_files(sshd: Sshd, sta
     assert over_ssh == local
     measurements = {p["measurement"] for p in over_ssh}
     assert {"diskio", "cpu", "mem", "system"} <= measurements
+
+
+@pytest.mark.parametrize("use_sftp", [True, False], ids=["sftp", "cat"])
+def test_file_reads_with_hostile_names_over_sftp_and_cat(
+    sshd: Sshd, standin: StandIn, tmp_path: Path, use_sftp: bool
+) -> None:
+    """Both read paths (SFTP, and `cat`/`find` for hosts without an sftp subsystem) treat names as data."""
+    tr = collect.build(config(sshd, standin), only=["diskio"])[0].targets()[0].transport
+    assert isinstance(tr, SshTransport)
+    tr._no_sftp = not use_sftp
+    # File names cannot hold "/": the injected commands touch a relative name, i.e. in the remote cwd ($HOME).
+    mark = Path.home() / f"pmaintd-pwned-{tmp_path.name}"
+    d = tmp_path / "tree"
+    d.mkdir()
+    names = [f"a $(touch {mark.name})", f"b;touch {mark.name}", f"c'\"`touch {mark.name}`", "d\nnewline", "-e"]
+    for i, n in enumerate(names):
+        (d / n).write_text(f"value {i}\n")
+    assert tr.list_dir(str(d)) == sorted(names)
+    assert [tr.read_text(str(d / n)) for n in names] == [f"value {i}\n" for i in range(len(names))]
+    with pytest.raises(FileNotFoundError):
+        tr.read_text(str(d / "missing"))
+    with pytest.raises(FileNotFoundError):
+        tr.list_dir(str(d / "missing"))
+    assert not mark.exists()
