@@ -38,10 +38,11 @@ from tests.services import start_sshd
 
 
 class Counting:
-    """Delegates to a real transport and counts the calls a poll makes."""
+    """Delegates to a real transport and counts the calls a poll makes (keeping its batching choice)."""
 
     def __init__(self, inner: Transport) -> None:
         self.inner, self.host, self.calls = inner, inner.host, 0
+        self.batch_reads = getattr(inner, "batch_reads", False)
 
     def read_text(self, path: str) -> str:
         self.calls += 1

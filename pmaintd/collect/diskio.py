@@ -108,7 +108,7 @@ class DiskioCollector:
 
     Per target it remembers which names are whole disks (/sys/block, listed again when diskstats shows a
     name it has not seen or after IDENTITY_TTL_S) and each disk's identity (read for all new disks in one
-    batch), so a steady poll over SSH is a single remote command.
+    batch), so a steady poll reads /proc/diskstats and nothing else.
     """
 
     name = "diskio"

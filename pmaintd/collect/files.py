@@ -1,17 +1,19 @@
-"""Reading many small /proc and /sys files through a Transport in as few calls as possible.
+"""Reading many small /proc and /sys files through a Transport.
 
-Over SSH every read is one remote command (a process on the far side and a round trip), and a host poll
-needs dozens of files on a server with EDAC and hwmon. `read_many` fetches them all with ONE
-`grep -H -s -a "" -- PATH...` (every line of every file, prefixed with its path; unreadable files are
-skipped), a fixed argv that needs no shell. On this machine a direct read is cheaper than starting a
-process, so the LocalTransport reads file by file; so does any transport that cannot run commands.
+A host poll needs dozens of files on a server with EDAC and hwmon. Most transports read a file cheaply
+(locally, or over SSH on the connection's SFTP session), so `read_many` reads them one by one. A transport
+whose every read costs a remote process (SSH without an SFTP subsystem falls back to `cat`) sets
+`batch_reads = True`, and then `read_many` fetches all files with ONE `grep -H -s -a "" -- PATH...` (every
+line of every file, prefixed with its path; unreadable files skipped), a fixed argv that needs no shell.
+Measured against the test sshd on this (loaded, 2-core) machine: an SFTP read ~0.5 ms, one remote command
+~0.5 s, so batching pays only when each read is itself a command.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pmaintd.collect.transport import LocalTransport, Transport
+from pmaintd.collect.transport import Transport
 
 BATCH_TIMEOUT_S = 30.0
 
@@ -33,12 +35,12 @@ def list_optional(tr: Transport, path: str) -> list[str]:
 
 
 def read_many(tr: Transport, paths: Sequence[str]) -> dict[str, str]:
-    """The text of each readable file among `paths` (absent: missing or unreadable), in one call where the
-    transport runs commands. Empty files count as absent (sysfs and /proc files are never empty)."""
+    """The text of each readable file among `paths` (absent: missing or unreadable); one command when the
+    transport asks for batching. Empty files count as absent (sysfs and /proc files are never empty)."""
     wanted = list(dict.fromkeys(paths))
     if not wanted:
         return {}
-    if not isinstance(tr, LocalTransport):
+    if getattr(tr, "batch_reads", False):
         try:
             res = tr.run(["grep", "-H", "-s", "-a", "", "--", *wanted], timeout=BATCH_TIMEOUT_S)
         except OSError:  # no grep there, or a transport that cannot run commands

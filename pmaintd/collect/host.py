@@ -28,8 +28,8 @@ local machine), so the same code serves this machine and, over SSH, a remote one
 EDAC and hwmon are optional: a machine without them (most VMs) gets no such points and no error.
 
 Cost over SSH: which EDAC and hwmon files exist is discovered once per target (and again after
-LAYOUT_TTL_S); every poll then reads the /proc files and all sensor values in one batch
-(pmaintd.collect.files.read_many), i.e. one remote command per steady poll.
+LAYOUT_TTL_S); a steady poll then reads only the /proc files and the sensor values, together through
+pmaintd.collect.files.read_many (one remote command where the transport asks for batching).
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ class FileTreeTransport:
         self.host = host
         self.roots = [Path(r) for r in roots]
         self.commands = commands
+        self.batch_reads = commands
+        """Ask read_many for one `grep -H` per batch, as a transport whose reads are remote commands would."""
         self.calls = 0
         """Every read_text, list_dir and run, as a remote transport would pay one command for each."""
 

@@ -231,8 +231,8 @@ def test_host_missing_proc_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_steady_polls_need_one_transport_call_per_collector() -> None:
-    """Over SSH every call is a remote command: after the first poll (layout, identities, USER_HZ), a poll
-    of the recorded server (14 devices, 2 memory controllers, 3 hwmon chips) is one batched read each."""
+    """For a transport whose reads are remote commands: after the first poll (layout, identities, USER_HZ),
+    a poll of the recorded server (14 devices, 2 memory controllers, 3 hwmon chips) is one call each."""
     t = _target("server", DATA / "server")
     tr = t.transport
     assert isinstance(tr, FileTreeTransport)

@@ -19,10 +19,10 @@ pytestmark = pytest.mark.service
 
 
 class Counting:
-    """Counts the calls made through a real transport (each is one remote command over SSH)."""
+    """Counts the calls made through a real transport; `batch_reads` as a transport without SFTP sets it."""
 
-    def __init__(self, inner: Transport) -> None:
-        self.inner, self.host, self.calls = inner, inner.host, 0
+    def __init__(self, inner: Transport, batch_reads: bool) -> None:
+        self.inner, self.host, self.calls, self.batch_reads = inner, inner.host, 0, batch_reads
 
     def read_text(self, path: str) -> str:
         self.calls += 1
@@ -70,28 +70,32 @@ def test_read_many_over_ssh_equals_local_reads(ssh_config: Config, tmp_path: Pat
     (c,) = collect.build(ssh_config, only=["host"])
     (t,) = c.targets()
     assert t.transport is not None and type(t.transport).__name__ == "SshTransport"
-    counted = Counting(t.transport)
-    remote = read_many(counted, paths)
-    assert counted.calls == 1
+    batched = Counting(t.transport, batch_reads=True)
+    remote = read_many(batched, paths)
+    assert batched.calls == 1
+    one_by_one = Counting(t.transport, batch_reads=False)
+    remote_sftp = read_many(one_by_one, paths)
+    assert one_by_one.calls == len(paths)
     local = read_many(LocalTransport("here"), paths)
-    assert set(remote) == set(local) == set(paths[:4])
+    assert set(remote) == set(remote_sftp) == set(local) == set(paths[:4])
     for p in (str(odd), str(spaced)):
-        assert remote[p] == local[p]
+        assert remote[p] == remote_sftp[p] == local[p]
     assert remote["/proc/meminfo"].startswith("MemTotal:")
 
 
-def test_host_and_diskio_over_ssh_one_command_per_steady_poll(ssh_config: Config) -> None:
-    """This machine read through sshd: the same measurements as locally, and after the first poll each
-    collector needs exactly one remote command."""
+@pytest.mark.parametrize("batch_reads", [True, False])
+def test_host_and_diskio_over_ssh_steady_polls(ssh_config: Config, batch_reads: bool) -> None:
+    """This machine read through sshd: the same measurements as locally, and after the first poll a batching
+    transport needs exactly one remote command per collector (file by file: diskstats, or the 5 /proc files)."""
     for c in collect.build(ssh_config, only=["diskio", "host"]):
         (t,) = c.targets()
         assert t.transport is not None
-        counted = Counting(t.transport)
+        counted = Counting(t.transport, batch_reads)
         ct = Target(t.name, t.interval, t.timeout, counted)
         first = c.collect(ct)
         counted.calls = 0
         second = c.collect(ct)
-        assert counted.calls == 1, c.name
+        assert counted.calls == (1 if batch_reads or c.name == "diskio" else 5), c.name
         assert {p.measurement for p in first} == {p.measurement for p in second}
         assert all(p.tags["host"] == "loop" for p in second)
         if c.name == "host":
