@@ -230,13 +230,13 @@ def status_cmd(app: App, as_json: bool) -> None:
         console.print(f"store: {kind} at {location}", highlight=False)
         if store_error:
             err_console.print(f"[red]store error[/red] {store_error}", highlight=False)
-        m_rows = [[s.measurement, s.points, format_time(s.newest) if s.newest else "-"] for s in stats]
+        m_rows = [[s.measurement, s.points, format_time(s.newest)[:19] + "Z" if s.newest else "-"] for s in stats]
         console.print(_table("measurements", ["measurement", "points", "newest"], m_rows))
         c_rows = [
             [
                 r.collector,
                 r.target,
-                format_time(r.started_ns),
+                format_time(r.started_ns)[:19] + "Z",  # to the second, so the table fits a terminal
                 f"{r.duration_s:.3f}s",
                 r.points,
                 "ok" if r.ok else f"error ({r.consecutive_failures}x): {r.error}",
