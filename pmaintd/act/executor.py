@@ -1,4 +1,4 @@
-"""Run an action's (already quoted) command line on its host: locally with `bash -c`, or over SSH.
+"""Run an action's (already quoted) command line on its host with `bash -c`: locally, or over SSH.
 
 Every outcome is data, never an exception: a refused host key, a connection failure or a timeout becomes an
 ExecResult with `error` set, so the engine can record the action as failed with the reason. Output is
@@ -8,6 +8,7 @@ captured up to a bound (a runaway command cannot exhaust memory) and the cut is 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -32,6 +33,7 @@ class HostLike(Protocol):
     user: str | None
     key_file: object
     known_hosts: object
+    connect_timeout: float
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,8 @@ def run_local(
 class Executor:
     """Runs commands on configured hosts; one reused SSH connection per host for the executor's lifetime."""
 
-    def __init__(self, hosts: Iterable[HostLike], connect_timeout: float = 10.0) -> None:
+    def __init__(self, hosts: Iterable[HostLike]) -> None:
         self.hosts = {h.name: h for h in hosts}
-        self.connect_timeout = connect_timeout
         self._clients: dict[str, SshClient] = {}
 
     def run(
@@ -122,8 +123,12 @@ class Executor:
             return ExecResult(None, "", "", False, 0.0, f"run_on {run_on!r} is not a configured host", ran=False)
         client = self._client(host)
         start = time.monotonic()
+        # Closing an SSH channel does not end a command without a tty, so the host enforces the timeout itself:
+        # coreutils timeout(1) signals the command's whole process group (TERM, then KILL 5 s later). The
+        # client-side bound is a backstop for a host that cannot even do that.
+        remote = f"timeout -k 5 {timeout:g} bash -c {shlex.quote(command)}"
         try:
-            r = client.run(command, timeout=timeout, max_output=MAX_OUTPUT)
+            r = client.run(remote, timeout=timeout + 15, max_output=MAX_OUTPUT)
         except HostKeyRejected as exc:
             return ExecResult(None, "", "", False, time.monotonic() - start, f"host key refused: {exc}", ran=False)
         except TimeoutError as exc:
@@ -131,6 +136,9 @@ class Executor:
             return ExecResult(None, "", "", False, time.monotonic() - start, str(exc))
         except SshError as exc:
             return ExecResult(None, "", "", False, time.monotonic() - start, str(exc), ran=False)
+        if r.returncode in (124, 137) and r.duration >= timeout:
+            error = f"timed out after {timeout:g}s (ended on {host.name} by timeout(1))"
+            return ExecResult(None, r.stdout, r.stderr, r.truncated, r.duration, error)
         return ExecResult(r.returncode, r.stdout, r.stderr, r.truncated, r.duration)
 
     def _client(self, host: HostLike) -> SshClient:
@@ -141,7 +149,7 @@ class Executor:
                 str(host.user),
                 Path(str(host.key_file)),
                 Path(str(host.known_hosts)),
-                self.connect_timeout,
+                host.connect_timeout,
             )
             self._clients[host.name] = SshClient(endpoint)
         return self._clients[host.name]

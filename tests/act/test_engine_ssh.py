@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pmaintd.act.engine import ActionEngine, ActionError, IllegalTransition
@@ -161,12 +163,19 @@ def test_verify_failure_fails(sshd: Sshd, tmp_path: Path, make_engine: Callable)
     assert rec.state == "failed" and rec.message == "verify failed: exit status 1 not drained"
 
 
-def test_timeout_fails(sshd: Sshd, tmp_path: Path, make_engine: Callable) -> None:
-    text = _config(sshd, tmp_path, command="sleep 20").replace('timeout = "10s"', 'timeout = "1s"')
+def test_timeout_fails_and_ends_the_remote_command(sshd: Sshd, tmp_path: Path, make_engine: Callable) -> None:
+    pidfile = tmp_path / "remote" / "pid"
+    command = f"echo $$ > {pidfile}; sleep 20 & echo $! >> {pidfile}; wait"
+    text = _config(sshd, tmp_path, command=command).replace('timeout = "10s"', 'timeout = "1s"')
     engine = make_engine(text)
+    t0 = time.monotonic()
     [d] = engine.run_once([forecast("web1", 0.9)])
+    assert time.monotonic() - t0 < 12
     rec = engine.get(d.action_id)
-    assert rec.state == "failed" and "did not finish within 1s" in rec.message
+    assert rec.state == "failed" and rec.message == "command failed: timed out after 1s (ended on h1 by timeout(1))"
+    time.sleep(0.5)
+    for pid in map(int, pidfile.read_text().split()):  # the shell and its background child are both gone
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
 def test_undo(sshd: Sshd, tmp_path: Path, make_engine: Callable) -> None:
