@@ -336,7 +336,11 @@ DEFAULT_SNMP_USERS = [
 ]
 
 
-def start_snmpd(workdir: Path, sys_name: str = "pmaintd-test", users: list[SnmpUser] | None = None) -> Snmpd:
+HOSTILE_SYS_NAME = "lab \"sw\" 'a'; $(id) `x` \\ end"
+"""snmpd's default sysName: quotes, a command substitution and a backslash, which must arrive as plain data."""
+
+
+def start_snmpd(workdir: Path, sys_name: str = HOSTILE_SYS_NAME, users: list[SnmpUser] | None = None) -> Snmpd:
     """net-snmp's snmpd on a free loopback UDP port: v1/v2c community `public`, v3 authPriv users."""
     binary = _which("snmpd", "/usr/sbin")
     users = DEFAULT_SNMP_USERS if users is None else users

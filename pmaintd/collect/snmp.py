@@ -98,12 +98,12 @@ def endpoint_from_config(t: SnmpTargetConfig, defaults: SnmpConfig) -> Endpoint:
     host, port = parse_snmp_address(t.address)
     creds = Credentials(
         version=t.version,
-        community=t.community if t.community is not None else read_secret(t.community_file),
+        community=t.community if t.community is not None else _secret(t, "community_file"),
         user=t.user,
         auth_protocol=t.auth_protocol,
-        auth_password=read_secret(t.auth_password_file),
+        auth_password=_secret(t, "auth_password_file"),
         priv_protocol=t.priv_protocol,
-        priv_password=read_secret(t.priv_password_file),
+        priv_password=_secret(t, "priv_password_file"),
     )
     return Endpoint(
         name=t.name,
@@ -114,6 +114,17 @@ def endpoint_from_config(t: SnmpTargetConfig, defaults: SnmpConfig) -> Endpoint:
         retries=t.retries if t.retries is not None else defaults.retries,
         max_repetitions=t.max_repetitions if t.max_repetitions is not None else defaults.max_repetitions,
     )
+
+
+def _secret(t: SnmpTargetConfig, key: str) -> str | None:
+    """Read a *_file secret; ValueError naming the key (never the content) when it cannot be read as text."""
+    path = getattr(t, key)
+    try:
+        return read_secret(path)
+    except OSError as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{key}: {path} is not UTF-8 text") from None
 
 
 async def discover(session: Session) -> Discovery:
@@ -251,15 +262,17 @@ class SnmpCollector:
         if problems:
             raise ConfigError(problems)
         self.concurrency = cfg.concurrency
-        self._targets = [
-            Target(
-                name=t.name,
-                interval=t.interval if t.interval is not None else cfg.interval,
-                timeout=t.interval if t.interval is not None else cfg.interval,
-                options=SnmpTarget(endpoint_from_config(t, cfg), t.profile),
-            )
-            for t in cfg.targets
-        ]
+        self._targets = []
+        for i, t in enumerate(cfg.targets):
+            try:
+                endpoint = endpoint_from_config(t, cfg)
+            except ValueError as exc:  # a secret file that exists but cannot be read
+                problems.append(f"snmp.targets[{i}].{exc}")
+                continue
+            interval = t.interval if t.interval is not None else cfg.interval
+            self._targets.append(Target(t.name, interval, interval, options=SnmpTarget(endpoint, t.profile)))
+        if problems:
+            raise ConfigError(problems)
         self.status: dict[str, TargetStatus] = {t.name: TargetStatus() for t in self._targets}
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 

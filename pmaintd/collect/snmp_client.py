@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from pysnmp.entity.rfc3413 import cmdgen
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     SnmpEngine,
+    Udp6TransportTarget,
     UdpTransportTarget,
     UsmUserData,
     usmAesBlumenthalCfb192Protocol,
@@ -160,16 +162,19 @@ class Session:
         self.requests = 0
         self.varbinds = 0
         self._auth = ep.credentials.auth_data()
-        self._transport: UdpTransportTarget | None = None
+        self._transport: UdpTransportTarget | Udp6TransportTarget | None = None
 
-    async def _target(self) -> UdpTransportTarget:
+    async def _target(self) -> UdpTransportTarget | Udp6TransportTarget:
         if self._transport is None:
+            kind = Udp6TransportTarget if ":" in self.ep.host else UdpTransportTarget
             try:
-                self._transport = await UdpTransportTarget.create(
+                self._transport = await kind.create(
                     (self.ep.host, self.ep.port), timeout=self.ep.timeout, retries=self.ep.retries
                 )
-            except Exception as exc:  # pysnmp raises its own error type for unresolvable names
-                raise SnmpError(f"target {self.ep.name}: cannot resolve {self.ep.host}: {exc}") from None
+            except Exception as exc:  # pysnmp wraps the resolver's error in its own type
+                m = re.search(r"\[Errno -?\d+\] (.*?)(?: caused by|$)", str(exc))
+                reason = m.group(1) if m else str(exc)
+                raise SnmpError(f"target {self.ep.name}: cannot resolve {self.ep.host} ({reason})") from None
         return self._transport
 
     async def _send(self, kind: str, oids: Sequence[Oid], reps: int = 0) -> tuple[Any, Any, Any, list[Any]]:

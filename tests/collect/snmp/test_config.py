@@ -121,3 +121,12 @@ def test_example_config_has_every_snmp_key():
     assert "\n# [[snmp.targets]]\n" in section
     for key in [k for k in [*SnmpConfig.model_fields, *SnmpTargetConfig.model_fields] if k != "targets"]:
         assert f"\n{key} =" in section or f"\n# {key} =" in section, key
+
+
+def test_unreadable_secret_is_a_config_error(tmp_path):
+    bad = tmp_path / "community"
+    bad.write_bytes(b"\xff\xfe not text")
+    cfg = validate({"snmp": {"targets": [_target(community_file=str(bad))]}}).snmp
+    with pytest.raises(ConfigError) as exc:
+        SnmpCollector(cfg)
+    assert exc.value.problems == [f"snmp.targets[0].community_file: {bad} is not UTF-8 text"]

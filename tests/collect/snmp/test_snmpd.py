@@ -52,6 +52,7 @@ def test_community_versions(snmpd, version):
     points = coll.collect(coll.targets()[0])
     ifs = _interfaces(points)
     assert {k: p.tags["ifDescr"] for k, p in ifs.items()} == _snmpwalk_ifdescr(snmpd)
+    assert "$(id)" in snmpd.sys_name and '"' in snmpd.sys_name  # the fixture's sysName is hostile on purpose
     assert all(p.tags["sysName"] == snmpd.sys_name and p.tags["source"] == "lo" for p in points)
     lo = next(p for p in ifs.values() if p.tags["ifDescr"] == "lo")
     assert lo.fields["ifType"] == 24  # softwareLoopback
