@@ -316,13 +316,17 @@ class ActionEngine:
                 continue
             if rec.state != "running":
                 if rec.window_end > time.time():
-                    settled.append(self._carry_out(rec.id))
+                    with contextlib.suppress(IllegalTransition):  # another process took it first
+                        settled.append(self._carry_out(rec.id))
                 continue
             if _alive(rec.child_pid, rec.child_start) and rec.child_pid is not None:
                 with contextlib.suppress(OSError):
                     os.killpg(rec.child_pid, signal.SIGTERM)
             why = f"owner process {rec.owner_pid} died while running it; verifying, not re-running"
-            self._move(rec.id, "unknown", why)
+            try:
+                self._move(rec.id, "unknown", why)
+            except IllegalTransition:  # another process is already recovering it
+                continue
             if rec.verify is None:
                 settled.append(self._move_note(rec.id, "no verify command: check the host, then undo or leave it"))
                 continue

@@ -7,6 +7,7 @@ captured up to a bound (a runaway command cannot exhaust memory) and the cut is 
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import signal
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from pmaintd.ssh import HostKeyRejected, SshClient, SshEndpoint, SshError
+
+log = logging.getLogger(__name__)
 
 MAX_OUTPUT = 64 * 1024
 """Bytes of stdout and of stderr kept per command (the audit log stores them)."""
@@ -115,7 +118,24 @@ class Executor:
     def run(
         self, run_on: str, command: str, timeout: float, on_start: Callable[[int], None] | None = None
     ) -> ExecResult:
-        """Run on "local" or a [[hosts]] name. `on_start` gets the local child's pid (for crash recovery)."""
+        """Run on "local" or a [[hosts]] name. `on_start` gets the local child's pid (for crash recovery).
+
+        Never raises: an unexpected error (a paramiko bug, a vanished channel) is an outcome too, because an
+        exception here would leave the action `running` under a live owner, where recovery cannot reach it.
+        """
+        try:
+            return self._run(run_on, command, timeout, on_start)
+        except Exception as exc:
+            log.exception("executor error on %s", run_on)
+            self._drop(run_on)
+            return ExecResult(None, "", "", False, 0.0, f"executor error on {run_on}: {exc!r}")
+
+    def _drop(self, run_on: str) -> None:
+        client = self._clients.pop(run_on, None)
+        if client is not None:
+            client.close()
+
+    def _run(self, run_on: str, command: str, timeout: float, on_start: Callable[[int], None] | None) -> ExecResult:
         host = self.hosts.get(run_on)
         if run_on == "local" or (host is not None and host.transport == "local"):
             return run_local(command, timeout, on_start=on_start)

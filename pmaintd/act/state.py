@@ -1,7 +1,8 @@
 """The persisted action state machine: one sqlite file (WAL) in the state dir, shared by the daemon and the CLI.
 
     proposed -> approved | auto | observed | rejected | expired
-    approved | auto -> running -> succeeded | failed | unknown
+    approved | auto -> running | expired   (expired: its owner died and the forecast window ended unstarted)
+    running -> succeeded | failed | unknown
     unknown -> succeeded | failed          (after a crash, decided by the action's verify command)
     succeeded | failed | unknown -> undone
 
@@ -31,8 +32,8 @@ STATES = (
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "proposed": frozenset({"approved", "auto", "observed", "rejected", "expired"}),
-    "approved": frozenset({"running"}),
-    "auto": frozenset({"running"}),
+    "approved": frozenset({"running", "expired"}),
+    "auto": frozenset({"running", "expired"}),
     "running": frozenset({"succeeded", "failed", "unknown"}),
     "unknown": frozenset({"succeeded", "failed", "undone"}),
     "succeeded": frozenset({"undone"}),

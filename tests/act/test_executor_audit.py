@@ -97,3 +97,34 @@ def test_unknown_without_verify_waits_for_a_person(tmp_path: Path, make_engine: 
     with pytest.raises(IllegalTransition, match="only an unknown action can be resolved"):
         engine.resolve(d.action_id, "failed")
     assert engine.get(d.action_id).state == "succeeded"
+
+
+def _orphan_claim(engine: ActionEngine, tmp_path: Path, window_end: float) -> int:
+    """An `auto` claim whose owner process is gone before it started (a crash between decide and run)."""
+    rec = engine.db.insert(policy="p", action="mark", kind="host", entity="web9", host="web9", run_on="local",
+                           mode="auto", probability=0.9, horizon_hours=24.0, reasons=[], window_start=0.0,
+                           window_end=window_end, fleet=1, command=f"echo web9 >> {tmp_path}/ran", verify=None,
+                           undo=None, timeout=10.0)  # fmt: skip
+    engine.db.transition(rec.id, "auto", claimed=time.time(), owner_pid=2**22 + 54321, owner_start=1.0)
+    return rec.id
+
+
+def test_orphaned_claim_is_carried_out_once_by_recovery(tmp_path: Path) -> None:
+    engine = ActionEngine(_cfg(tmp_path), tmp_path / "state")
+    i = _orphan_claim(engine, tmp_path, time.time() + 3600)
+    [rec] = engine.recover()
+    assert rec.id == i and rec.state == "succeeded"
+    assert engine.recover() == []
+    assert (tmp_path / "ran").read_text() == "web9\n"
+    engine.close()
+
+
+def test_orphaned_claim_past_its_window_expires(tmp_path: Path) -> None:
+    engine = ActionEngine(_cfg(tmp_path), tmp_path / "state")
+    i = _orphan_claim(engine, tmp_path, time.time() - 1)
+    assert engine.recover() == []
+    assert engine.evaluate([]) == []
+    rec = engine.get(i)
+    assert rec.state == "expired" and rec.message == "forecast window ended before it ran"
+    assert not (tmp_path / "ran").exists()
+    engine.close()
