@@ -101,8 +101,19 @@ class SmartCollector:
         """The disks to query on this host, in a stable order, explicit types overriding scanned ones."""
         found: dict[str, Disk] = {}
         if self.section.scan:
-            r = self._smartctl(tr, ["--scan-open"], DISCOVERY_TIMEOUT)
-            for name, dtype in parse_scan(r.stdout):
+            try:
+                r = self._smartctl(tr, ["--scan-open"], DISCOVERY_TIMEOUT)
+            except (OSError, TimeoutError) as exc:
+                raise CollectError(f"smart {tr.host}: cannot run {self.section.smartctl} --scan-open: {exc}") from None
+            scanned = parse_scan(r.stdout)
+            failed = [ln.partition("#")[2].strip() for ln in r.stdout.splitlines() if "open failed" in ln]
+            if failed and not scanned and not self.section.devices:
+                # e.g. not root: every disk is listed as "open failed: Permission denied"
+                raise CollectError(
+                    f"smart {tr.host}: no disk could be opened ({failed[0][:200]}); pmaintd needs root for "
+                    "smartctl, or sudo = true with a NOPASSWD rule"
+                )
+            for name, dtype in scanned:
                 if name.startswith("-"):
                     log.warning("smart %s: ignoring scanned device name %r", tr.host, name)
                     continue

@@ -5,9 +5,10 @@ one fake in those tests (everything else — sshd, paramiko, the transport, the 
 installed as an executable in a temp folder and configured as `[collect.smart] smartctl`, so the SSH session
 runs it through the remote login shell exactly as it would run the real binary.
 
-It logs every argv it receives (JSON lines), answers `--scan-open` with a recorded listing, and answers a
-device query with the recording mapped to that device (and `-d` type), with the recorded exit status.
-An entry marked `old` behaves like smartctl 5.x and rejects `--json`.
+It logs every argv it receives, with start and end times (JSON lines), answers `--scan-open` with a
+recorded listing, and answers a device query with the recording mapped to that device (and `-d` type), with
+the recorded exit status.
+An entry marked `old` behaves like smartctl 5.x and rejects `--json`; `sleep` delays the answer.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ import sys
 from pathlib import Path
 
 SCRIPT = """#!{python}
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 D = Path({root!r})
 args = sys.argv[1:]
-with open(D / "calls.jsonl", "a") as f:
-    f.write(json.dumps({{"argv": args, "sudo_user": os.environ.get("SUDO_USER")}}) + "\\n")
+start = time.time()
+
+
+def log():
+    rec = {{"argv": args, "sudo_user": os.environ.get("SUDO_USER"), "start": start, "end": time.time()}}
+    with open(D / "calls.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\\n")
+
+
 if "--scan-open" in args:
+    log()
     sys.stdout.write((D / "scan.txt").read_text())
     sys.exit(0)
 dev = args[-1]
@@ -33,8 +42,11 @@ dtype = args[args.index("-d") + 1] if "-d" in args else ""
 table = json.loads((D / "map.json").read_text())
 entry = table.get(dev + "|" + dtype) or table.get(dev)
 if entry is None:
+    log()
     print("Smartctl open device: " + dev + " failed: No such device")
     sys.exit(2)
+time.sleep(entry.get("sleep", 0))
+log()
 if entry.get("old") and any(a.startswith("--json") for a in args):
     print("=======> UNRECOGNIZED OPTION: json")
     sys.exit(1)
@@ -54,7 +66,7 @@ class StandIn:
         self.serve("", {})
 
     def serve(self, scan: str, devices: dict[str, dict[str, object]]) -> None:
-        """scan: the --scan-open listing; devices: "name|type" or "name" -> {"file", "exit", "old"}."""
+        """scan: the --scan-open listing; devices: "name|type" or "name" -> {"file", "exit", "old", "sleep"}."""
         (self.root / "scan.txt").write_text(scan)
         (self.root / "map.json").write_text(json.dumps({k: {**v, "file": str(v["file"])} for k, v in devices.items()}))
         calls = self.root / "calls.jsonl"

@@ -292,3 +292,40 @@ def test_file_reads_with_hostile_names_over_sftp_and_cat(
     with pytest.raises(FileNotFoundError):
         tr.list_dir(str(d / "missing"))
     assert not mark.exists()
+
+
+def test_concurrency_limit_and_per_disk_timeout(sshd: Sshd, standin: StandIn) -> None:
+    """Five disks, two at a time: never more than two smartctl runs overlap; the disk that hangs past the
+    per-disk timeout is dropped and the others are still collected."""
+    scan = "".join(f"/dev/sd{c} -d sat # {c}\n" for c in "abcde")
+    devices: dict[str, dict[str, object]] = {f"/dev/sd{c}": {"file": ATA, "sleep": 0.6} for c in "abcd"}
+    devices["/dev/sde"] = {"file": ATA, "sleep": 5}
+    standin.serve(scan, devices)
+    c, t = smart_of(config(sshd, standin, concurrency=2, timeout="3s"))
+    assert sorted(by_device(c.collect(t))) == ["sda", "sdb", "sdc", "sdd"]
+    runs = [(x["start"], x["end"]) for x in standin.calls() if "--scan-open" not in x["argv"]]  # type: ignore[operator]
+    assert len(runs) == 4  # sde's stand-in was cut off before it could log
+    overlap = max(sum(1 for s, e in runs if s <= t0 < e) for t0, _ in runs)
+    assert overlap == 2
+
+
+def test_local_machine_without_hosts(standin: StandIn) -> None:
+    """No [[hosts]]: the smart collector polls this machine through the local transport."""
+    standin.serve("/dev/sda -d sat # a\n", {"/dev/sda": {"file": ATA}})
+    (c,) = collect.build(validate({"collect": {"smart": {"smartctl": str(standin.path)}}}), only=["smart"])
+    (t,) = c.targets()
+    assert isinstance(t.transport, LocalTransport)
+    (d,) = by_device(c.collect(t)).values()
+    assert d.tags["host"] == t.name and d.tags["serial_no"] == "WS10SM2A"
+
+
+def test_scan_where_every_disk_fails_to_open_is_an_error(sshd: Sshd, standin: StandIn) -> None:
+    """Not root on the host: smartctl lists every disk as 'open failed'; that is reported, not zero disks."""
+    standin.serve(
+        "/dev/sda -d sat # /dev/sda [SAT], ATA device open failed: Permission denied\n"
+        "/dev/sdb -d sat # /dev/sdb [SAT], ATA device open failed: Permission denied\n",
+        {},
+    )
+    c, t = smart_of(config(sshd, standin))
+    with pytest.raises(CollectError, match=r"no disk could be opened .*Permission denied.*sudo = true"):
+        c.collect(t)
