@@ -211,7 +211,7 @@ class ActionEngine:
         """Carry out every decision evaluate left in state `auto`, one after another; decisions are updated."""
         out = list(decisions)
         for d in out:
-            if d.action_id is not None and d.state == "auto":
+            if d.outcome == "acted" and d.action_id is not None and d.state == "auto":  # not others' duplicates
                 rec = self._carry_out(d.action_id)
                 d.state, d.reason = rec.state, f"{d.reason}; {rec.message}"
         return out

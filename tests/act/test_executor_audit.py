@@ -128,3 +128,31 @@ def test_orphaned_claim_past_its_window_expires(tmp_path: Path) -> None:
     assert rec.state == "expired" and rec.message == "forecast window ended before it ran"
     assert not (tmp_path / "ran").exists()
     engine.close()
+
+
+def test_two_engines_racing_on_the_same_forecasts_act_once_each(tmp_path: Path) -> None:
+    """Like the daemon and an operator's `actions evaluate` at the same moment: separate sqlite connections,
+    one state dir. BEGIN IMMEDIATE makes decide-and-claim atomic, so every entity is acted on exactly once."""
+    import threading
+
+    text = LOCAL.replace("[limits]\n", "[limits]\nmax_concurrent = 50\nmax_per_hour = 50\ncooldown = 0\n")
+    cfg = _cfg(tmp_path, text)
+    engines = [ActionEngine(cfg, tmp_path / "state") for _ in range(2)]
+    batch = [forecast(f"web{i}") for i in range(10)]
+    barrier = threading.Barrier(2)
+    results: list[list] = [[], []]
+
+    def go(n: int) -> None:
+        barrier.wait()
+        results[n] = engines[n].run_once(batch)
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    outcomes = sorted(d.outcome for r in results for d in r)
+    assert outcomes == ["acted"] * 10 + ["duplicate"] * 10
+    assert sorted((tmp_path / "ran").read_text().split()) == sorted(f"web{i}" for i in range(10))
+    for e in engines:
+        e.close()
