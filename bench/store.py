@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -48,16 +50,18 @@ def chunks(n: int) -> Iterator[list[Point]]:
         ]
 
 
-def _timed(n: int, fn) -> float:  # type: ignore[no-untyped-def]
-    spent = 0.0
+def _timed(n: int, fn) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """(points per wall-clock second, points per CPU second of this process) over the write calls only."""
+    wall = cpu = 0.0
     for batch in chunks(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn(batch)
-        spent += time.perf_counter() - t
-    return n / spent
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
+    return n / wall, n / cpu
 
 
-def phase_serialize(n: int, reference: bool) -> float:
+def phase_serialize(n: int, reference: bool) -> tuple[float, float]:
     if not reference:
         from pmaintd.store.lineproto import Serializer
 
@@ -66,7 +70,7 @@ def phase_serialize(n: int, reference: bool) -> float:
     from influxdb_client import Point as ClientPoint
     from influxdb_client.domain.write_precision import WritePrecision
 
-    spent = 0.0
+    wall = cpu = 0.0
     for batch in chunks(n):
         cps = []
         for p in batch:
@@ -76,13 +80,14 @@ def phase_serialize(n: int, reference: bool) -> float:
             for k, v in p.fields.items():
                 cp.field(k, v)
             cps.append(cp)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         "\n".join(cp.to_line_protocol() for cp in cps).encode()
-        spent += time.perf_counter() - t
-    return n / spent
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
+    return n / wall, n / cpu
 
 
-def phase_sqlite(n: int, reference: bool, workdir: Path) -> float:
+def phase_sqlite(n: int, reference: bool, workdir: Path) -> tuple[float, float]:
     path = workdir / f"bench-{time.monotonic_ns()}.db"
     if not reference:
         from pmaintd.store.sqlite import SqliteStore
@@ -112,7 +117,7 @@ def phase_sqlite(n: int, reference: bool, workdir: Path) -> float:
     return rate
 
 
-def phase_influx(n: int, reference: bool, workdir: Path, url: str) -> float:
+def phase_influx(n: int, reference: bool, workdir: Path, url: str) -> tuple[float, float]:
     db = f"bench{time.monotonic_ns()}"
     if not reference:
         from pmaintd.config import StoreConfig
@@ -154,18 +159,22 @@ def run_phase(args: argparse.Namespace) -> None:
     else:
         rate = phase_influx(args.n, args.reference, workdir, args.url)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rate": rate, "rss_mb": rss_mb}))
+    print(json.dumps({"rate": rate[0], "cpu_rate": rate[1], "rss_mb": rss_mb}))
 
 
-def measure(phase: str, n: int, reference: bool, runs: int, workdir: Path, url: str) -> tuple[float, float]:
-    rates, rss = [], []
+def measure(
+    phase: str, n: int, reference: bool, runs: int, workdir: Path, url: str
+) -> tuple[float, float, float]:
+    """Median wall rate, median CPU rate, and the largest peak RSS (MB) over `runs` fresh processes."""
+    rates, cpu_rates, rss = [], [], []
     for _ in range(runs):
         cmd = [sys.executable, __file__, "--phase", phase, "--n", str(n), "--workdir", str(workdir), "--url", url]
         out = subprocess.run(cmd + (["--reference"] if reference else []), check=True, capture_output=True, text=True)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         rates.append(res["rate"])
+        cpu_rates.append(res["cpu_rate"])
         rss.append(res["rss_mb"])
-    return statistics.median(rates), max(rss)
+    return statistics.median(rates), statistics.median(cpu_rates), max(rss)
 
 
 def main() -> None:
@@ -186,9 +195,13 @@ def main() -> None:
     from tests.services import start_influxd
 
     phases = args.only or ["serialize", "sqlite", "influxdb"]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below (stop influxd)
     print(f"{args.points:,} points (references: {args.ref_points:,}), median of {args.runs} runs, "
           "each run a fresh process\n")
-    print(f"{'what':<11} {'pmaintd pts/s':>14} {'naive pts/s':>12} {'ratio':>7} {'peak RSS MB':>12} {'(naive)':>8}")
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall rates suffer under load;")
+    print("the CPU rates count this process's CPU seconds only, so for influxdb they leave out the server)\n")
+    print(f"{'what':<10} {'pmaintd pts/s':>13} {'naive':>9} {'ratio':>6} {'| per CPU-s':>12} {'naive':>9} "
+          f"{'ratio':>6} {'| RSS MB':>9} {'naive':>6}")
     with tempfile.TemporaryDirectory(prefix="pmaintd-bench-") as tmp:
         workdir = Path(tmp)
         srv = None
@@ -200,10 +213,10 @@ def main() -> None:
                 url = srv.url
             for phase in phases:
                 key = "influx" if phase == "influxdb" else phase
-                ours, ours_rss = measure(key, args.points, False, args.runs, workdir, url)
-                ref, ref_rss = measure(key, args.ref_points, True, args.runs, workdir, url)
-                print(f"{phase:<11} {ours:>14,.0f} {ref:>12,.0f} {ours / ref:>6.1f}x {ours_rss:>12.0f} {ref_rss:>8.0f}",
-                      flush=True)
+                ours, ours_cpu, ours_rss = measure(key, args.points, False, args.runs, workdir, url)
+                ref, ref_cpu, ref_rss = measure(key, args.ref_points, True, args.runs, workdir, url)
+                print(f"{phase:<10} {ours:>13,.0f} {ref:>9,.0f} {ours / ref:>5.1f}x | {ours_cpu:>10,.0f} "
+                      f"{ref_cpu:>9,.0f} {ours_cpu / ref_cpu:>5.1f}x | {ours_rss:>7.0f} {ref_rss:>6.0f}", flush=True)
         finally:
             if srv is not None:
                 srv.stop()
