@@ -313,7 +313,14 @@ def actions_group() -> None:
 
 
 @actions_group.command("list")
-@click.option("--state", "states", multiple=True, help="Only actions in this state (repeatable).")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["proposed", "approved", "auto", "observed", "rejected", "expired", "running", "succeeded",
+                       "failed", "unknown", "undone"]),
+    help="Only actions in this state (repeatable).",
+)
 @click.option("--limit", default=200, show_default=True, help="Newest N actions.")
 @click.option("--json", "as_json", is_flag=True, help="JSON array of action objects.")
 @pass_app
