@@ -7,10 +7,10 @@ The rules, and what a value reads back as (`stored_name` / `stored_string` compu
 - measurement: `,` and space are escaped; it may not start with `#` (the line would be a comment).
 - tag keys, tag values, field keys: `,`, `=` and space are escaped.
 - in all of these, control characters (newline, CR, tab, NUL, ...) become a space: InfluxDB cannot carry
-  them there, and a raw newline would end the point. A backslash that would stand before an escaped
-  character, a quote, another backslash or the end of the text becomes `/`: the Go parser cannot represent it
-  (it reads `\\,` as an escaped comma) and the Rust parser reads it differently, so no spelling is safe.
-  Every other backslash (`C:\\Windows`) is kept.
+  them there, and a raw newline would end the point. A backslash followed by `,`, `=`, space, `"`,
+  another backslash or the end of the text becomes `/` (`C:\\ Label` reads back as `C:/ Label`): the Go
+  parser cannot spell it (it reads `\\\\,` as an escaped comma) and the Rust parser reads `\\\\` as one
+  backslash, so no spelling is read the same by both. Every other backslash (`C:\\Windows`) is kept.
 - string fields: `\\` and `"` are escaped; newline and CR are written as the two characters `\\n` / `\\r`
   (Telegraf's spelling), so a string field never spans lines and reads back with `\\n` in it.
 - integers get the `i` suffix; integers outside int64 (Counter64 above 2**63-1) are written as floats,
