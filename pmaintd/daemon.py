@@ -284,6 +284,7 @@ class Daemon:
         self._ready = False
         self._stopping = False
         self._reload_problem: str | None = None
+        self._status_dirty = False
         self._reload_task: asyncio.Task[None] | None = None
         self._reload_again = False
         self._stop_event: asyncio.Event | None = None
@@ -486,8 +487,9 @@ class Daemon:
         return "; ".join(parts)
 
     def _publish_status(self) -> None:
-        if self._ready and not self._stopping:
-            self.notifier.status(self.status_text())
+        """Mark STATUS as changed; `_tick` sends it at most once a second (a thousand targets finishing
+        their polls must not become a thousand messages to systemd)."""
+        self._status_dirty = True
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         """/healthz: unhealthy when the loop is stalled or the writer thread died."""
@@ -556,6 +558,9 @@ class Daemon:
             if self._watchdog is not None and now >= next_ping:
                 self.notifier.watchdog()
                 next_ping = now + self._watchdog
+            if self._status_dirty and self._ready and not self._stopping:
+                self._status_dirty = False
+                self.notifier.status(self.status_text())
             await asyncio.sleep(min(1.0, self._watchdog or 1.0))
 
     def _on_stop(self, sig: signal.Signals) -> None:

@@ -15,6 +15,9 @@ from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
+SEND_TIMEOUT = 0.5
+"""Longest a state change (READY, RELOADING, STOPPING) may wait for a receiver whose queue is full."""
+
 
 def _address(env: Mapping[str, str]) -> str | None:
     raw = env.get("NOTIFY_SOCKET", "")
@@ -38,15 +41,23 @@ class Notifier:
     def enabled(self) -> bool:
         return self.address is not None
 
-    def send(self, *lines: str) -> bool:
-        """Send one datagram of `KEY=value` lines; True when it was delivered."""
+    def send(self, *lines: str, wait: float = SEND_TIMEOUT) -> bool:
+        """Send one datagram of `KEY=value` lines; True when it was delivered.
+
+        The caller is the event loop, so a receiver that does not read (its queue full) may hold it for at
+        most `wait` seconds; with wait=0 the message is dropped at once instead (for repeated ones).
+        """
         if self.address is None:
             return False
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.settimeout(wait if wait > 0 else 0.0)
             self._sock.sendto("\n".join(lines).encode(), self.address)
             return True
+        except (BlockingIOError, TimeoutError):
+            log.debug("sd_notify: the receiver is not reading; dropped %s", lines[0].split("=", 1)[0])
+            return False
         except OSError as exc:
             log.warning("sd_notify to %s failed: %s", os.environ.get("NOTIFY_SOCKET"), exc)
             return False
@@ -63,15 +74,16 @@ class Notifier:
         return self.send("STOPPING=1")
 
     def watchdog(self) -> bool:
-        return self.send("WATCHDOG=1")
+        return self.send("WATCHDOG=1", wait=0)
 
     def status(self, text: str) -> bool:
-        """STATUS= (one line), sent only when it changed, so frequent callers cost nothing."""
+        """STATUS= (one line), sent only when it changed; never waits (the next change is sent anyway)."""
         text = " ".join(text.split())
         if text == self._last_status:
             return False
-        self._last_status = text
-        return self.send(f"STATUS={text}")
+        sent = self.send(f"STATUS={text}", wait=0)
+        self._last_status = text if sent else None
+        return sent
 
     def close(self) -> None:
         if self._sock is not None:

@@ -486,3 +486,18 @@ collect = ["host"]
     finally:
         silent.close()
     assert re.search(r"host target hung is failing: no result within 1s \(abandoned", d.stderr)
+
+
+def test_a_notify_receiver_that_stops_reading_never_blocks_the_loop(tmp_path, notify, daemons):
+    """An AF_UNIX datagram queue holds ~10 messages; with WATCHDOG=1 every 0.1 s and nobody reading it
+    fills at once. The loop must keep running (pings dropped, not waited for) and stop must still work."""
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    d = start(daemons, tmp_path, make_config(listen), notify, WATCHDOG_USEC="200000")
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    before = metric(metrics(listen), "pmaintd_collect_runs_total", collector="host", outcome="ok")
+    time.sleep(4.0)  # not reading
+    status, body = healthz(listen)
+    assert status == 200 and body["loop_lag_seconds"] < 2.0, body
+    assert metric(metrics(listen), "pmaintd_collect_runs_total", collector="host", outcome="ok") >= before + 2
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
