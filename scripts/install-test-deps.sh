@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(influxdb influxdb-client snmpd snmp openssh-server haproxy smartmontools socat sudo)
+APT_PACKAGES=(influxdb influxdb-client snmpd snmp openssh-server haproxy smartmontools socat sudo systemd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
