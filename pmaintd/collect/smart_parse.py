@@ -19,13 +19,23 @@ garbage, a truncated file) raises `SmartParseError` naming what it looked like, 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pySMART import Device
-from pySMART.interface import AtaAttributes, NvmeAttributes, SCSIAttributes
-from pySMART.smartctl import Smartctl
+# pySMART sets LANG=C for the whole process when imported (so that the smartctl it spawns prints English).
+# pmaintd never lets pySMART spawn anything, and other children (action commands) must keep the operator's
+# locale, so the variable is put back as it was.
+_lang = os.environ.get("LANG")
+from pySMART import Device  # noqa: E402
+from pySMART.interface import AtaAttributes, NvmeAttributes, SCSIAttributes  # noqa: E402
+from pySMART.smartctl import Smartctl  # noqa: E402
+
+if _lang is None:
+    os.environ.pop("LANG", None)
+else:
+    os.environ["LANG"] = _lang
 
 
 class SmartParseError(ValueError):

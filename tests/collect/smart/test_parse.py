@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +156,11 @@ def test_cli_parses_every_file_and_reports_each_failure(tmp_path: Path) -> None:
     assert "device listing" in out[3]["error"]
     ok = CliRunner().invoke(cli, ["smart", "parse", str(good)])
     assert ok.exit_code == 0 and "smartctl outputs" in ok.output and not ok.stderr
+
+
+def test_importing_the_parser_keeps_the_process_locale() -> None:
+    """pySMART sets LANG=C at import; pmaintd puts it back so other children keep the operator's locale."""
+    code = "import os; import pmaintd.collect.smart_parse; print(os.environ.get('LANG'))"
+    env = {**os.environ, "LANG": "de_DE.UTF-8"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "de_DE.UTF-8"
