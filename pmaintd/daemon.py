@@ -453,16 +453,37 @@ class Daemon:
     # ---- housekeeping --------------------------------------------------------------------------------
 
     async def housekeeping(self) -> bool:
-        """store.maintain() (retention, checkpoints, spool replay) in the writer thread."""
+        """store.maintain() (retention, checkpoints, spool replay), then automatic incident detection
+        (`[incidents] detect`), both in the writer thread: detection writes what it finds, and the store
+        has one writer."""
         assert self.writer is not None
+        ok = True
         try:
             await asyncio.wrap_future(self.writer.call(lambda st: st.maintain()))
         except Exception as exc:
-            self.metrics.housekeeping_runs.labels("error").inc()
+            ok = False
             log.error("housekeeping of store %s failed: %s", self.writer.store.location, exc)
-            return False
-        self.metrics.housekeeping_runs.labels("ok").inc()
-        return True
+        if self.cfg.incidents.detect:
+            try:
+                new = await asyncio.wrap_future(self.writer.call(self._detect_incidents))
+            except Exception as exc:
+                ok = False
+                log.error("incident detection failed: %s", exc)
+            else:
+                if new:
+                    kinds = ", ".join(sorted({f"{i.kind} {i.entity}" for i in new})[:10])
+                    log.info("recorded %d new incidents from telemetry: %s", len(new), kinds)
+        self.metrics.housekeeping_runs.labels("ok" if ok else "error").inc()
+        return ok
+
+    def _detect_incidents(self, store: Store) -> list[Any]:
+        from pmaintd.forecast import incidents
+
+        c = self.cfg.incidents
+        now = now_ns()
+        rules = incidents.DetectionRules(c.host_unreachable_after, c.interface_down_after, c.disk_vanished_after)
+        found = incidents.detect(store, now - int(c.lookback * 1e9), now, rules)
+        return incidents.record(store, found, "auto")
 
     # ---- status --------------------------------------------------------------------------------------
 

@@ -501,3 +501,30 @@ def test_a_notify_receiver_that_stops_reading_never_blocks_the_loop(tmp_path, no
     assert metric(metrics(listen), "pmaintd_collect_runs_total", collector="host", outcome="ok") >= before + 2
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
+
+
+def test_housekeeping_records_incidents_the_telemetry_shows(tmp_path, notify, daemons):
+    """A disk that failed its SMART health check is in the store; the daemon's housekeeping job records
+    it as a `pmaintd_incident` once (detection is idempotent across passes)."""
+    from pmaintd.store.sqlite import SqliteStore
+    from pmaintd.telemetry import Point, now_ns
+
+    state = tmp_path / "state"
+    st = SqliteStore(state / "pmaintd.db")
+    tags = {"host": "db1", "device": "sda", "serial_no": "WD-WX11A", "model": "WDC WD40EFRX"}
+    st.write([Point("smart_device", tags, {"health_ok": False, "temp_c": 41}, now_ns() - 60 * 10**9)])
+    st.close()
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    d = start(daemons, tmp_path, make_config(listen), notify)
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    wait_until(lambda: stored_rows(state, "pmaintd_incident") == 1, 15, "the incident recorded")
+    passes = metric(metrics(listen), "pmaintd_housekeeping_runs_total", outcome="ok")
+    wait_until(
+        lambda: metric(metrics(listen), "pmaintd_housekeeping_runs_total", outcome="ok") >= passes + 2,
+        15,
+        "two more housekeeping passes",
+    )
+    assert stored_rows(state, "pmaintd_incident") == 1
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+    assert "recorded 1 new incidents from telemetry: disk WD-WX11A" in d.stderr
