@@ -68,6 +68,7 @@ class SmartCollector:
         self.section = section
         self._targets = list(targets)
         self._text_only: set[str] = set()
+        self._failing: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def targets(self) -> Sequence[Target]:
@@ -86,16 +87,29 @@ class SmartCollector:
         points: list[Point] = []
         errors: list[str] = []
         for disk, res in zip(disks, results, strict=True):
+            self._note(target.name, disk.tag, res if isinstance(res, str) else None)
             if isinstance(res, str):
                 errors.append(f"{disk.name}: {res}")
             elif res is not None:
                 report, exit_status = res
                 points.extend(report_points(report, tr.host, disk.tag, exit_status))
-        for e in errors:
-            log.warning("smart %s %s", target.name, e)
         if errors and len(errors) == len(disks):
             raise CollectError(f"smart {target.name}: no disk could be read ({'; '.join(errors)[:500]})")
         return points
+
+    def _note(self, host: str, disk: str, error: str | None) -> None:
+        """Log a disk's failure when it starts (or its reason changes) and when it recovers, not every poll."""
+        key = (host, disk)
+        with self._lock:
+            before = self._failing.get(key)
+            if error is None:
+                self._failing.pop(key, None)
+            else:
+                self._failing[key] = error
+        if error is not None and error != before:
+            log.warning("smart %s %s: %s", host, disk, error)
+        elif error is None and before is not None:
+            log.info("smart %s %s: readable again", host, disk)
 
     def discover(self, tr: Transport) -> list[Disk]:
         """The disks to query on this host, in a stable order, explicit types overriding scanned ones."""

@@ -329,3 +329,22 @@ def test_scan_where_every_disk_fails_to_open_is_an_error(sshd: Sshd, standin: St
     c, t = smart_of(config(sshd, standin))
     with pytest.raises(CollectError, match=r"no disk could be opened .*Permission denied.*sudo = true"):
         c.collect(t)
+
+
+def test_a_failing_disk_is_logged_when_it_starts_failing_and_when_it_recovers(
+    sshd: Sshd, standin: StandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_text("Segmentation fault\n")
+    scan = "/dev/sda -d sat # a\n/dev/sdb -d sat # b\n"
+    standin.serve(scan, {"/dev/sda": {"file": ATA}, "/dev/sdb": {"file": garbage, "exit": 4}})
+    c, t = smart_of(config(sshd, standin))
+    with caplog.at_level("INFO", logger="pmaintd.collect.smart"):
+        for _ in range(3):
+            c.collect(t)
+        standin.serve(scan, {"/dev/sda": {"file": ATA}, "/dev/sdb": {"file": ATA}})
+        c.collect(t)
+        c.collect(t)
+    about_sdb = [(r.levelname, r.getMessage()) for r in caplog.records if "sdb" in r.getMessage()]
+    assert [lvl for lvl, _ in about_sdb] == ["WARNING", "INFO"]
+    assert "exit status 4" in about_sdb[0][1] and "readable again" in about_sdb[1][1]
