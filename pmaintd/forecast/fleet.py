@@ -19,6 +19,7 @@ from pmaintd.forecast.features import FeatureSpec, build_features
 from pmaintd.forecast.inputs import host_input, network_input
 from pmaintd.forecast.labels import Incident, incidents_frame, label_rows
 from pmaintd.store import Store
+from pmaintd.telemetry import ANOMALY, Point
 
 HOST_SPEC = FeatureSpec(
     kind="host",
@@ -80,3 +81,43 @@ def labeled_from_store(
     feats = build_features(k.frame(store, start, stop), k.spec)
     failures = incidents_frame(incidents, kind)
     return label_rows(feats, failures, horizon_hours, k.spec.entity, k.spec.time)
+
+
+def _network_anomaly_input(store: Store, start: int | None, stop: int | None) -> pl.DataFrame:
+    """Links' optical power and error increments per sample (counters become per-sample deltas first)."""
+    raw = network_input(store, start, stop)
+    return raw.sort("link", "time").with_columns(
+        pl.col("in_errors").diff().over("link").clip(lower_bound=0).alias("in_errors_delta")
+    )
+
+
+ANOMALY_SOURCES: dict[str, tuple[Callable[[Store, int | None, int | None], pl.DataFrame], str, tuple[str, ...]]] = {
+    "host": (host_input, "host", ANOMALY_METRICS),
+    "network": (_network_anomaly_input, "link", ("rx_dbm", "in_errors_delta")),
+}
+
+
+def anomaly_points(store: Store, now: int, lookback_s: float = 8 * 86400.0, fresh_s: float = 3600.0) -> list[Point]:
+    """`pmaintd_anomaly` points: each entity's latest anomaly score and the metric behind it.
+
+    The lookback covers the seasonal comparison (a week of previous days) so a score at `now` is the same
+    as the one a full-history computation would give. Entities with no sample in the last `fresh_s` get
+    none: their last score was written when it was new.
+    """
+    out: list[Point] = []
+    start = now - int(lookback_s * 1e9)
+    for kind, (source, entity, metrics) in ANOMALY_SOURCES.items():
+        frame = source(store, start, now + 1)
+        if frame.is_empty():
+            continue
+        scores = entity_scores(frame, entity, list(metrics)).drop_nulls("score").filter(pl.col("score").is_not_nan())
+        latest = scores.group_by(entity).agg(pl.all().sort_by("time").last())
+        latest = latest.filter(pl.col("time").dt.epoch("ns") >= now - int(fresh_s * 1e9))
+        for row in latest.iter_rows(named=True):
+            t = int(row["time"].timestamp() * 1_000_000) * 1000
+            out.append(
+                Point(
+                    ANOMALY, {"kind": kind, "entity": row[entity]}, {"score": row["score"], "metric": row["metric"]}, t
+                )
+            )
+    return out

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pmaintd.forecast.features import FeatureSpec, build_features
-from pmaintd.forecast.fleet import HOST_SPEC, KINDS, NETWORK_SPEC, labeled_from_store
+from pmaintd.forecast.fleet import HOST_SPEC, KINDS, NETWORK_SPEC, anomaly_points, labeled_from_store
 from pmaintd.forecast.labels import Incident
 from pmaintd.forecast.train import TrainOptions, fit
 from pmaintd.simulate import NS, FleetSpec, simulate
@@ -82,3 +82,21 @@ def test_model_alarms_ahead_of_simulated_failures(
     assert test["recall_at_threshold"] >= 0.5
     assert test["far_at_threshold"] <= 0.1
     assert test["median_lead_hours_at_threshold"] >= 6
+
+
+def test_anomaly_points_score_every_entity_and_flag_precursors(fleet: tuple[SqliteStore, list[Incident]]) -> None:
+    store, incidents = fleet
+    # Just before a host dies of a memory leak, it is among the fleet's most anomalous hosts: the leak is
+    # unlike its own history, whatever the model has learned.
+    oom = min((i for i in incidents if i.kind == "host" and i.cause == "oom"), key=lambda i: i.time)
+    pts = anomaly_points(store, oom.time - 1)
+    hosts = {p.tags["entity"]: p.fields["score"] for p in pts if p.tags["kind"] == "host"}
+    links = [p for p in pts if p.tags["kind"] == "network"]
+    assert all(p.measurement == "pmaintd_anomaly" and p.time < oom.time for p in pts)
+    alive = {f"sim-host-{i:03d}" for i in range(SPEC.hosts)} - {
+        i.entity for i in incidents if i.kind == "host" and i.time < oom.time
+    }
+    assert set(hosts) == alive and len(links) == SPEC.hosts
+    top = sorted(hosts, key=hosts.__getitem__, reverse=True)[:3]
+    assert oom.entity in top
+    assert hosts[oom.entity] > 3 * sorted(hosts.values())[len(hosts) // 2]
