@@ -88,6 +88,11 @@ SecretFile = Annotated[Path, AfterValidator(_existing_file)]
 """A path to a file that holds a secret; the secret is read only when used (see read_secret)."""
 
 
+def redact_url(url: str | None) -> str:
+    """A URL with any user:password@ part replaced by ***@, for messages and status output."""
+    return re.sub(r"//[^/@]*@", "//***@", url or "")
+
+
 def read_secret(path: Path | None) -> str | None:
     """Read a secret from its file, stripping one trailing newline. Never log the result."""
     if path is None:
@@ -136,9 +141,13 @@ class StoreConfig(Section):
             if not self.url:
                 raise KeyProblem("url", self.url, 'a URL is required when kind = "influxdb"')
             if not re.match(r"^https?://[^/\s]+", self.url):
-                raise KeyProblem("url", self.url, "expected http://HOST:PORT or https://HOST…")
+                raise KeyProblem("url", redact_url(self.url), "expected http://HOST:PORT or https://HOST…")
+            if re.match(r"^https?://[^/]*@", self.url):
+                raise KeyProblem(
+                    "url", redact_url(self.url), "credentials do not belong in the URL: use username + password_file"
+                )
         elif self.url is not None:
-            raise KeyProblem("url", self.url, 'only allowed when kind = "influxdb"')
+            raise KeyProblem("url", redact_url(self.url), 'only allowed when kind = "influxdb"')
         return self
 
 
@@ -586,13 +595,16 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The keys allowed at loc's parent, for 'unknown key' errors."""
     current: Any = model
+    keyed = False  # the previous part was a dict[str, Section] field: this part is a name, not a key
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or keyed:
+            keyed = False
             continue
         fld = getattr(current, "model_fields", {}).get(part)
         if fld is None:
             return []
         ann = fld.annotation
+        keyed = getattr(ann, "__origin__", None) is dict
         for cand in (*getattr(ann, "__args__", ()), ann):
             if isinstance(cand, type) and issubclass(cand, BaseModel):
                 current = cand
@@ -677,7 +689,6 @@ def summary(cfg: Config, path: Path | None) -> str:
     enabled = [name for name, c in cfg.collect if getattr(c, "enabled", False)]
     if cfg.snmp.targets:
         enabled.append(f"snmp ({len(cfg.snmp.targets)} target{'s' if len(cfg.snmp.targets) != 1 else ''})")
-    url = re.sub(r"//[^/@]*@", "//", cfg.store.url or "")  # credentials inside the URL are a secret too
-    store = cfg.store.kind if cfg.store.kind == "sqlite" else f"influxdb {cfg.store.api} at {url}"
+    store = cfg.store.kind if cfg.store.kind == "sqlite" else f"influxdb {cfg.store.api} at {redact_url(cfg.store.url)}"
     src = str(path) if path else "built-in defaults"
     return f"{src}: valid; store {store}; collectors {', '.join(enabled) or 'none'}"

@@ -100,3 +100,10 @@ def test_packs_cover_the_documented_systems() -> None:
     for needle in ("kubectl drain", "kubectl uncordon", "virsh", "migrate --live", "ceph osd out", "ceph osd in",
                    "ceph osd reweight", "state drain", "state ready", "systemctl stop"):  # fmt: skip
         assert needle in text, needle
+
+
+def test_unknown_key_in_an_action_lists_the_allowed_keys(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfigError) as e:
+        _load(tmp_path, ACTION + "retries = 3\n")
+    allowed = "allowed keys here: command, description, run_on, timeout, undo, verify"
+    assert f"actions.drain.retries: unknown key; {allowed}" in str(e.value)
