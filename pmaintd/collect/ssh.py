@@ -48,11 +48,19 @@ _ERRNO_BY_MESSAGE = (
 class SshTransport:
     """A remote host, reached with `client`. `host` is the configured name (the `host` tag)."""
 
-    def __init__(self, host: str, client: SshClient, sudo: bool = False, max_output: int = DEFAULT_MAX_OUTPUT) -> None:
+    def __init__(
+        self,
+        host: str,
+        client: SshClient,
+        sudo: bool = False,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        file_timeout: float = FILE_TIMEOUT,
+    ) -> None:
         self.host = host
         self.client = client
         self.sudo = sudo
         self.max_output = max_output
+        self.file_timeout = file_timeout
         self._sftp: paramiko.SFTPClient | None = None
         self._no_sftp = False
         self._sftp_lock = threading.Lock()
@@ -66,6 +74,7 @@ class SshTransport:
             if chan is None or chan.closed:
                 try:
                     self._sftp = self.client.open_sftp()
+                    self._sftp.get_channel().settimeout(self.file_timeout)  # type: ignore[union-attr]
                 except HostKeyRejected as exc:
                     raise CollectError(str(exc)) from None
                 except SshError as exc:
@@ -84,6 +93,11 @@ class SshTransport:
         with self._sftp_lock:  # one request at a time on the session
             try:
                 return fn(sftp)
+            except TimeoutError:
+                # A reply may still arrive for the abandoned request: never reuse this session.
+                sftp.close()
+                self._sftp = None
+                raise TimeoutError(f"{self.host}: SFTP read did not finish within {self.file_timeout:g}s") from None
             except (paramiko.SSHException, EOFError) as exc:
                 log.debug("%s: SFTP session failed (%s); falling back to the shell for this read", self.host, exc)
                 self._sftp = None
@@ -105,7 +119,7 @@ class SshTransport:
             if len(data) > self.max_output:
                 raise OSError(errno.EFBIG, f"{self.host}: {path} is larger than {self.max_output} bytes", path)
             return data.decode(errors="replace")
-        r = self._exec(["cat", "--", path], FILE_TIMEOUT)
+        r = self._exec(["cat", "--", path], self.file_timeout)
         if r.returncode != 0:
             raise _os_error(self.host, path, r.stderr)
         if r.truncated:
@@ -117,7 +131,7 @@ class SshTransport:
         if names is not None:
             return sorted(names)
         # NUL-separated names survive any character a file name may hold, newlines included.
-        r = self._exec(["find", path, "-mindepth", "1", "-maxdepth", "1", "-printf", "%f\\0"], FILE_TIMEOUT)
+        r = self._exec(["find", path, "-mindepth", "1", "-maxdepth", "1", "-printf", "%f\\0"], self.file_timeout)
         if r.returncode != 0:
             raise _os_error(self.host, path, r.stderr)
         return sorted(n for n in r.stdout.split("\0") if n)

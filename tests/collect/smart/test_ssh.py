@@ -7,6 +7,7 @@ recorded outputs (tests/collect/smart/standin.py) and logs the argv it received.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -348,3 +349,25 @@ def test_a_failing_disk_is_logged_when_it_starts_failing_and_when_it_recovers(
     about_sdb = [(r.levelname, r.getMessage()) for r in caplog.records if "sdb" in r.getMessage()]
     assert [lvl for lvl, _ in about_sdb] == ["WARNING", "INFO"]
     assert "exit status 4" in about_sdb[0][1] and "readable again" in about_sdb[1][1]
+
+
+@pytest.mark.parametrize("use_sftp", [True, False], ids=["sftp", "cat"])
+def test_a_read_that_hangs_times_out(sshd: Sshd, standin: StandIn, tmp_path: Path, use_sftp: bool) -> None:
+    """A file whose read blocks (a FIFO without writer, like a hung NFS path) ends in TimeoutError, and the
+    transport still works afterwards."""
+    tr = collect.build(config(sshd, standin), only=["diskio"])[0].targets()[0].transport
+    assert isinstance(tr, SshTransport)
+    tr._no_sftp, tr.file_timeout = not use_sftp, 1.0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    ok = tmp_path / "ok"
+    ok.write_text("fine\n")
+    try:
+        with pytest.raises(TimeoutError):
+            tr.read_text(str(fifo))
+        assert tr.read_text(str(ok)) == "fine\n"
+    finally:
+        try:  # release a remote reader that may still be blocked (ENXIO: none is left)
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
