@@ -137,7 +137,14 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
                     Point("mem", tags, {"used_percent": min(mem, 99.5), "available_percent": 100 - min(mem, 99.5)}, t)
                 )
                 out.append(Point("system", tags, {"load1": 8 * load + r.normal(0, 0.3), "n_cpus": 8}, t))
-                out.append(Point("edac", tags | {"mc": "mc0"}, {"ce_count": int(ce[i]), "ue_count": 0}, t))
+                out.append(
+                    Point(
+                        "edac",
+                        tags | {"controller": "mc0", "mc_name": "sim"},
+                        {"ce_count": int(ce[i]), "ue_count": 0},
+                        t,
+                    )
+                )
             for j, ln in enumerate(links):
                 dev, ifname = ln.split("/", 1)
                 down = link_fail[j] is not None and t >= link_fail[j]
