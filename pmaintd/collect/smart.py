@@ -176,7 +176,8 @@ class SmartCollector:
             return parse(r.stdout), r.returncode
         except SmartParseError as exc:
             detail = (r.stderr.strip().splitlines() or [""])[-1][:200]
-            return f"exit status {r.returncode}: {exc}" + (f" ({detail})" if detail else "")
+            msg = str(exc) if "exit status" in str(exc) else f"exit status {r.returncode}: {exc}"
+            return msg + (f" ({detail})" if detail else "")
 
 
 def report_points(report: SmartReport, host: str, device: str, exit_status: int | None, time: int = 0) -> list[Point]:

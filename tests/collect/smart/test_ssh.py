@@ -370,3 +370,14 @@ def test_a_read_that_hangs_times_out(sshd: Sshd, standin: StandIn, tmp_path: Pat
     finally:
         with contextlib.suppress(OSError):  # release a remote reader still blocked (ENXIO: none is left)
             os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+def test_real_smartctl_error_is_reported_with_its_message() -> None:
+    """The real smartctl binary (smartmontools) on a device that does not exist: its --json error output
+    is parsed and the poll fails with smartctl's own words."""
+    cfg = validate({"collect": {"smart": {"scan": False, "devices": [{"name": "/dev/pmaintd-none", "type": "sat"}]}}})
+    (c,) = collect.build(cfg, only=["smart"])
+    (t,) = c.targets()
+    expected = r"/dev/pmaintd-none: smartctl reported no disk data \(exit status 2\): .*open device.*failed"
+    with pytest.raises(CollectError, match=expected):
+        c.collect(t)
