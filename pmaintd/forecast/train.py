@@ -1,0 +1,239 @@
+"""LightGBM training: entity-disjoint (and optionally time-disjoint) split, Platt calibration on a held-out
+calibration part, and a threshold that meets a per-entity false-alarm budget.
+
+Parts (by a stable hash of the entity): `train` fits the trees, `calib` stops boosting early, fits the
+calibration and picks the threshold, `test` is only scored, for the metrics the bundle and model card report.
+Negatives of the train part are subsampled (positives are rare); calibration is fitted on the calib part's
+natural class balance, which undoes the subsampling. Features are float32 and the raw matrix is freed once the
+LightGBM Dataset is built. `train_in_subprocess` runs a training job in a spawned process, so the daemon's
+event loop and memory are never held by it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+from sklearn.linear_model import LogisticRegression
+
+from pmaintd.forecast.bundle import Bundle, new_version
+from pmaintd.forecast.evaluate import entity_maxima, evaluate, threshold_for_far
+from pmaintd.forecast.features import FeatureSpec, feature_names
+
+PARTS = ("train", "calib", "test")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    horizon_hours: float = 168.0
+    far_budget: float = 0.01
+    far_margin: float = 0.7
+    """The threshold is chosen for far_budget * far_margin on the calibration part, so that FAR on unseen
+    entities (which varies by a few tenths of a percent with ~3k healthy drives) stays within the budget."""
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    negative_rate: float = 0.2
+    rounds: int = 800
+    early_stopping: int = 80
+    learning_rate: float = 0.03
+    num_leaves: int = 31
+    min_data_in_leaf: int = 200
+    num_threads: int = 2
+    seed: int = 20130410
+    valid_from: str | None = None
+    """ISO time: train only on rows before it and evaluate calib/test only on rows from it on (time-disjoint)."""
+    init_model: str | None = None
+    """A model.txt to continue boosting from (fine-tuning a champion on little local history)."""
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def entity_parts(entities: pl.Series, fractions: Sequence[float], seed: int) -> pl.Series:
+    """Stable part name per entity from a salted SHA-1 (same entity -> same part on every run and machine)."""
+    edges = np.cumsum(fractions) / np.sum(fractions)
+
+    def part(e: str) -> str:
+        h = int.from_bytes(hashlib.sha1(f"{seed}:{e}".encode()).digest()[:8], "big") / 2**64
+        return PARTS[int(np.searchsorted(edges, h, side="right"))] if h < edges[-1] else PARTS[-1]
+
+    return entities.map_elements(part, return_dtype=pl.Utf8)
+
+
+def assign_parts(labeled: pl.DataFrame, entity: str, opts: TrainOptions) -> pl.DataFrame:
+    ents = labeled.select(pl.col(entity).unique())
+    ents = ents.with_columns(entity_parts(ents[entity], opts.fractions, opts.seed).alias("part"))
+    return labeled.join(ents, on=entity, how="left")
+
+
+def _subsample(train: pl.DataFrame, rate: float, seed: int, entity: str, time: str) -> pl.DataFrame:
+    """All positives; a deterministic `rate` share of negatives (by row hash, so reruns match)."""
+    key = pl.struct(entity, time).hash(seed) % 1_000_000
+    return train.filter((pl.col("label") == 1) | (key < int(rate * 1_000_000)))
+
+
+def _booster_params(opts: TrainOptions) -> dict[str, Any]:
+    return {
+        "objective": "binary",
+        "learning_rate": opts.learning_rate,
+        "num_leaves": opts.num_leaves,
+        "min_data_in_leaf": opts.min_data_in_leaf,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "bagging_freq": 1,
+        "lambda_l2": 1.0,
+        "metric": "average_precision",
+        "num_threads": opts.num_threads,
+        "seed": opts.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+        **opts.params,
+    }
+
+
+def fit_platt(margin: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Platt scaling: a logistic regression of the label on the raw margin (monotone increasing when a > 0)."""
+    lr = LogisticRegression(C=1e4, max_iter=1000)
+    lr.fit(margin.reshape(-1, 1), y)
+    a, b = float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    if a <= 0:  # a model no better than chance on calibration data must not invert its ranking
+        a, b = 1e-6, float(np.log(max(y.mean(), 1e-9) / max(1 - y.mean(), 1e-9)))
+    return {"a": a, "b": b}
+
+
+def fit(
+    labeled: pl.DataFrame,
+    spec: FeatureSpec,
+    opts: TrainOptions,
+    data_hash: str = "",
+    log: Callable[[str], None] = lambda _m: None,
+) -> tuple[Bundle, pl.DataFrame]:
+    """Train a bundle from labeled feature rows; returns it and the scored test rows (entity, time, score, ...).
+
+    `labeled` comes from `labels.label_rows(build_features(...), ...)`: feature columns, `label`, `failure_time`.
+    """
+    ent, tm = spec.entity, spec.time
+    names = feature_names(spec)
+    df = assign_parts(labeled, ent, opts)
+    if opts.valid_from:
+        cut = pl.lit(opts.valid_from).str.to_datetime(time_unit="us").dt.replace_time_zone("UTC")
+        df = df.filter(pl.when(pl.col("part") == "train").then(pl.col(tm) < cut).otherwise(pl.col(tm) >= cut))
+    train = _subsample(df.filter(pl.col("part") == "train"), opts.negative_rate, opts.seed, ent, tm)
+    calib = df.filter(pl.col("part") == "calib")
+    test = df.filter(pl.col("part") == "test")
+    if train["label"].sum() == 0 or calib["label"].sum() == 0:
+        raise ValueError("not enough failures to train: each of the train and calibration parts needs at least one")
+    log(f"train rows {train.height} ({int(train['label'].sum())} positive), calib {calib.height}, test {test.height}")
+
+    params = _booster_params(opts)
+    x = train.select(names).to_numpy().astype(np.float32)
+    dtrain = lgb.Dataset(
+        x, label=train["label"].to_numpy(), feature_name=names, params=params, free_raw_data=True
+    ).construct()
+    del x
+    xc = calib.select(names).to_numpy().astype(np.float32)
+    dcalib = lgb.Dataset(xc, label=calib["label"].to_numpy(), reference=dtrain, free_raw_data=True).construct()
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=opts.rounds,
+        valid_sets=[dcalib],
+        valid_names=["calib"],
+        init_model=opts.init_model,
+        callbacks=[lgb.early_stopping(opts.early_stopping, verbose=False)],
+        keep_training_booster=False,
+    )
+    del dtrain, dcalib
+    log(f"trees {booster.num_trees()} (best iteration {booster.best_iteration})")
+    margin_c = np.asarray(booster.predict(xc, raw_score=True, num_threads=opts.num_threads))
+    del xc
+    calibration = fit_platt(margin_c, calib["label"].to_numpy())
+    bundle = Bundle(
+        booster=booster,
+        kind=spec.kind,
+        features=names,
+        threshold=1.0,
+        horizon_hours=opts.horizon_hours,
+        calibration=calibration,
+        version=new_version(),
+        training_window={"start": str(df[tm].min()), "end": str(df[tm].max())},
+        data_hash=data_hash,
+    )
+    calib_scored = calib.select(ent, tm, "failure_time").with_columns(
+        pl.Series("score", bundle.calibrate(margin_c))
+    )
+    healthy = entity_maxima(calib_scored, ent, tm, opts.horizon_hours).filter(~pl.col("failed"))
+    bundle.threshold = threshold_for_far(healthy["max_score"].to_numpy(), opts.far_budget * opts.far_margin)
+    test_scored = test.select(ent, tm, "failure_time", *names).with_columns(pl.Series("score", bundle.predict(test)))
+    bundle.metrics = {
+        "far_budget": opts.far_budget,
+        "calib": evaluate(calib_scored, ent, tm, opts.horizon_hours, bundle.threshold),
+        "test": evaluate(test_scored, ent, tm, opts.horizon_hours, bundle.threshold),
+        "rows": {"train": train.height, "calib": calib.height, "test": test.height},
+        "trees": booster.num_trees(),
+        "split": {"fractions": list(opts.fractions), "seed": opts.seed, "valid_from": opts.valid_from},
+    }
+    return bundle, test_scored
+
+
+def plain_baseline(labeled: pl.DataFrame, spec: FeatureSpec, opts: TrainOptions, raw: Sequence[str]) -> dict[str, Any]:
+    """Reference: LightGBM on raw values plus 7-step deltas only, same split, uncalibrated, evaluated on test."""
+    ent, tm = spec.entity, spec.time
+    cols = [f"{c}__last" for c in raw] + [f"{c}__growth_7" for c in raw if f"{c}__growth_7" in labeled.columns]
+    cols = [c for c in cols if c in labeled.columns]
+    df = assign_parts(labeled, ent, opts)
+    train = _subsample(df.filter(pl.col("part") == "train"), opts.negative_rate, opts.seed, ent, tm)
+    calib, test = df.filter(pl.col("part") == "calib"), df.filter(pl.col("part") == "test")
+    dtrain = lgb.Dataset(train.select(cols).to_numpy().astype(np.float32), label=train["label"].to_numpy())
+    dcalib = lgb.Dataset(calib.select(cols).to_numpy().astype(np.float32), label=calib["label"].to_numpy(),
+                         reference=dtrain)
+    booster = lgb.train(_booster_params(opts), dtrain, num_boost_round=opts.rounds, valid_sets=[dcalib],
+                        callbacks=[lgb.early_stopping(opts.early_stopping, verbose=False)])
+    score = booster.predict(test.select(cols).to_numpy().astype(np.float32), num_threads=opts.num_threads)
+    scored = test.select(ent, tm, "failure_time").with_columns(pl.Series("score", score))
+    return {"features": cols, **evaluate(scored, ent, tm, opts.horizon_hours)}
+
+
+def _child(target: Callable[..., Any], args: tuple[Any, ...], conn: Any) -> None:
+    try:
+        conn.send(("ok", target(*args)))
+    except BaseException as exc:  # reported to the parent, which re-raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def train_in_subprocess(target: Callable[..., Any], *args: Any) -> Any:
+    """Run `target(*args)` in a spawned process and return its (picklable) result, e.g. a bundle path.
+
+    Spawn, not fork: the daemon has threads and an event loop, which a fork would copy in a broken state.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(target, args, child), daemon=True)
+    proc.start()
+    child.close()
+    try:
+        status, value = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"training process died (exit code {proc.exitcode})") from None
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"training failed: {value}")
+    return value
+
+
+def file_hash(paths: Sequence[Path]) -> str:
+    """sha256 over the training files' bytes, in the order given: the data_hash a bundle records."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return "sha256:" + h.hexdigest()
