@@ -14,6 +14,7 @@ Measurements (tags `source` = the target's name and `sysName` on all of them):
   status, threshold (CISCO-ENVMON), and reading (float, the value in the sensor_type's unit).
 - `snmp_storage` / `snmp_processor`: HOST-RESOURCES-MIB hrStorageTable / hrProcessorLoad.
 - `snmp_component`: Juniper jnxOperatingTable CPU and buffer use per component.
+- `snmp_diskio`: net-snmp hosts' UCD-DISKIO-MIB per-disk counters (tags diskIODevice, diskIOIndex).
 - `snmp_system`: tags profile; field sysUpTime (TimeTicks; a drop means the device rebooted).
 
 Every poll has a deadline (the target's interval): an agent that does not answer costs its own

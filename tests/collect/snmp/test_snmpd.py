@@ -61,6 +61,7 @@ def test_community_versions(snmpd, version):
     assert ("ifHCInOctets" in lo.fields) == (version == "2c")
     assert coll.status["lo"].profile == "net-snmp"
     assert any(p.measurement == "snmp_storage" for p in points)
+    assert any(p.measurement == "snmp_diskio" for p in points)  # UCD-DISKIO-MIB, net-snmp profile only
 
 
 @pytest.mark.parametrize("user_index", [0, 1, 2], ids=["SHA-AES128", "SHA256-AES256", "SHA-AES256-keyext"])
@@ -166,3 +167,21 @@ def test_targets_carry_interval_and_deadline(snmpd):
     ], interval="2m")
     got = {t.name: (t.interval, t.timeout) for t in coll.targets()}
     assert got == {"a": (120.0, 120.0), "b": (15.0, 15.0)}
+
+
+def test_poll_deadline_is_the_interval():
+    """An agent that never answers, with more retries than its interval allows: the poll is cut at the
+    interval (its deadline), with an error that says so, instead of running into the next poll."""
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))
+    try:
+        coll = collector([{"name": "slow", "address": f"127.0.0.1:{hole.getsockname()[1]}", "community": "c",
+                           "timeout": "1s", "retries": 5, "interval": "1500ms"}])
+        start = time.monotonic()
+        with pytest.raises(CollectError) as exc:
+            coll.collect(coll.targets()[0])
+        took = time.monotonic() - start
+    finally:
+        hole.close()
+    assert str(exc.value) == "target slow: poll did not finish within its deadline of 1.5s (the interval)"
+    assert 1.4 <= took < 4, took

@@ -166,6 +166,12 @@ def test_host_resources_on_linux(polled):
     cpus = {p.tags["hrDeviceIndex"]: p.fields["hrProcessorLoad"] for p in polled["linux-centos7"].points
             if p.measurement == "snmp_processor"}
     assert cpus == {k: v for k, v in snmprec.column(rec, "1.3.6.1.2.1.25.3.3.1.2").items()}
+    disks = {p.tags["diskIODevice"]: p for p in polled["linux-centos7"].points if p.measurement == "snmp_diskio"}
+    devices = snmprec.column(rec, "1.3.6.1.4.1.2021.13.15.1.1.2")
+    assert set(disks) == set(devices.values()) and "sda" in disks
+    for idx, dev in devices.items():
+        for name, col in (("diskIONReadX", 12), ("diskIONWrittenX", 13), ("diskIOReads", 5), ("diskIOWrites", 6)):
+            assert disks[dev].fields[name] == rec[f"1.3.6.1.4.1.2021.13.15.1.1.{col}.{idx}"], (dev, name)
     system = [p for p in polled["linux-centos7"].points if p.measurement == "snmp_system"]
     assert [p.fields["sysUpTime"] for p in system] == [rec["1.3.6.1.2.1.1.3.0"]]
 
