@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import statistics
@@ -90,20 +91,28 @@ class Figures:
     rss_median_mb: float
     rss_max_mb: float
     cpu_pct: float
-    polls_ok: float
-    polls_failed: float
+    polls: dict[tuple[str, bool], float]
     agents_cpu_pct: float
+    load: float
+
+    @property
+    def ok(self) -> float:
+        return sum(v for (_c, good), v in self.polls.items() if good)
+
+    @property
+    def failed(self) -> float:
+        return sum(v for (_c, good), v in self.polls.items() if not good)
 
 
-def polls(listen: str) -> tuple[float, float]:
-    ok = failed = 0.0
+def polls(listen: str) -> dict[tuple[str, bool], float]:
+    """Polls so far per (collector, succeeded)."""
+    out: dict[tuple[str, bool], float] = {}
     for key, value in metrics(listen).items():
         if key.startswith("pmaintd_collect_runs_total{"):
-            if 'outcome="ok"' in key:
-                ok += value
-            else:
-                failed += value
-    return ok, failed
+            collector = key.split('collector="', 1)[1].split('"', 1)[0]
+            k = (collector, 'outcome="ok"' in key)
+            out[k] = out.get(k, 0.0) + value
+    return out
 
 
 def tree_cpu(roots: list[psutil.Process]) -> float:
@@ -125,7 +134,7 @@ def measure(
         notify.wait_for(lambda f: f.get("READY") == "1", 300)
         time.sleep(interval + 5)  # one full interval: every target polled once, connections open
         proc = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
-        ok0, failed0 = polls(listen)
+        polls0 = polls(listen)
         cpu0 = sum(proc.cpu_times()[:2])
         agents0 = tree_cpu(agents)
         t0 = time.monotonic()
@@ -136,16 +145,16 @@ def measure(
         elapsed = time.monotonic() - t0
         cpu = sum(proc.cpu_times()[:2]) - cpu0
         agents_cpu = tree_cpu(agents) - agents0
-        ok1, failed1 = polls(listen)
+        polls1 = polls(listen)
         d.signal(signal.SIGTERM)
         d.wait(30)
         fig = Figures(
             statistics.median(rss),
             max(rss),
             100 * cpu / elapsed,
-            ok1 - ok0,
-            failed1 - failed0,
+            {k: v - polls0.get(k, 0.0) for k, v in polls1.items()},
             100 * agents_cpu / elapsed,
+            os.getloadavg()[0],
         )
         return fig, d.stderr
     finally:
@@ -182,24 +191,30 @@ def main() -> None:
             sshd.stop()
 
     targets = args.snmp + args.ssh
-    expected = (args.snmp + 2 * args.ssh + 2) * args.measure / args.interval
     print(f"pmaintd run, {args.snmp} SNMP agents + {args.ssh} SSH hosts (host+diskio) every {args.interval}s;")
-    print(f"steady state over {args.measure}s after {args.interval}s warm-up (sqlite store)")
-    print(f"{'':28}{'RSS median':>12}{'RSS max':>10}{'CPU':>9}{'polls ok':>10}{'failed':>8}")
+    print(f"steady state over {args.measure}s after {args.interval}s warm-up (sqlite store), {os.cpu_count()} cores")
+    print(f"{'':30}{'RSS median':>11}{'RSS max':>10}{'CPU':>9}{'polls ok':>10}{'failed':>8}{'load avg':>10}")
     for name, f in (("reference: this machine only", ref), (f"fleet: {targets} targets", fleet)):
         print(
-            f"{name:28}{f.rss_median_mb:>10.1f}MB{f.rss_max_mb:>8.1f}MB{f.cpu_pct:>8.1f}%"
-            f"{f.polls_ok:>10.0f}{f.polls_failed:>8.0f}"
+            f"{name:30}{f.rss_median_mb:>9.1f}MB{f.rss_max_mb:>8.1f}MB{f.cpu_pct:>8.2f}%"
+            f"{f.ok:>10.0f}{f.failed:>8.0f}{f.load:>10.1f}"
         )
-    print(
-        f"fleet / reference: RSS x{fleet.rss_median_mb / ref.rss_median_mb:.2f}, "
-        f"CPU x{fleet.cpu_pct / max(ref.cpu_pct, 0.01):.1f}"
-    )
     extra_rss = (fleet.rss_median_mb - ref.rss_median_mb) * 1024 / targets
-    print(f"per target: {extra_rss:.0f} KB RSS; CPU {fleet.cpu_pct - ref.cpu_pct:.1f}% of one core for all of them")
-    print(f"polls expected in the window: ~{expected:.0f} (SNMP 1 + SSH host/diskio 2 each + local 2 per interval)")
+    print(
+        f"fleet - reference: {fleet.rss_median_mb - ref.rss_median_mb:.1f} MB RSS ({extra_rss:.0f} KB per target), "
+        f"{fleet.cpu_pct - ref.cpu_pct:.1f}% of one core"
+    )
+    if fleet.ok:
+        ms = 10 * (fleet.cpu_pct - ref.cpu_pct) * args.measure / fleet.ok
+        print(f"daemon CPU per successful poll: {ms:.0f} ms (all collectors together)")
+    expected = (args.snmp + 2 * args.ssh + 2) * args.measure / args.interval
+    by = ", ".join(
+        f"{c} {fleet.polls.get((c, True), 0):.0f} ok / {fleet.polls.get((c, False), 0):.0f} failed"
+        for c in sorted({c for c, _ in fleet.polls})
+    )
+    print(f"polls in the window: {by} (one interval's worth: ~{expected:.0f})")
     print(f"agents' side (snmpsim, sshd and its per-connection processes): {fleet.agents_cpu_pct:.1f}% of one core")
-    errors = [line for line in log.splitlines() if "is failing" in line][:5]
+    errors = [line for line in log.splitlines() if "is failing" in line][:3]
     if errors:
         print("first failures logged by the daemon:")
         for line in errors:
