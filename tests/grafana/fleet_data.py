@@ -24,6 +24,7 @@ DISKS = (("db-01", "sda", "ZA1234-XY"), ("db-01", "sdb", "ZA5678"), ("web-02", "
 SWITCH = "sw-core-1"
 IFACES = ("Ethernet1/1", "Gi0/0/1.100")
 FAILING_DISK = "ZA1234-XY"
+NEW_DISK = "WD-NEW0001"
 # A real failing drive: smartctl -a of a MAXTOR 4K080H4 (health FAILED, 499 reallocated, 338 pending), from the
 # recorded outputs under tests/collect/smart/testdata (see its PROVENANCE.md and MANIFEST.csv).
 RECORDED_SMART = (
@@ -163,31 +164,38 @@ def telemetry(start: int) -> list[Point]:
 
 
 def forecasts(start: int) -> list[Point]:
-    """Hourly forecasts per entity; the failing disk and the flapping link climb over the threshold."""
+    """Hourly forecasts per entity, shaped as pmaintd's scorer writes them (level alarm/watch/ok from the
+    bundle's threshold; no probability while history is insufficient). The failing disk and the flapping
+    link climb over the threshold; a disk installed an hour ago has too little history to score."""
     pts = []
-    entities = [("disk", s, h, 168) for h, _d, s in DISKS]
-    entities += [("host", h, h, 24) for h in HOSTS]
-    entities += [("network", interface_entity(SWITCH, i), SWITCH, 24) for i in IFACES]
+    entities = [("disk", s, h, 168.0) for h, _d, s in DISKS]
+    entities += [("host", h, h, 24.0) for h in HOSTS]
+    entities += [("network", interface_entity(SWITCH, i), SWITCH, 24.0) for i in IFACES]
+    threshold = 0.4
     for k in range(0, STEPS, 12):
         t = start + k * STEP
         for kind, entity, host, horizon in entities:
             rising = entity in (FAILING_DISK, interface_entity(SWITCH, FLAPPING_IF))
             p = min(0.95, 0.1 + k / STEPS) if rising else 0.02 + 0.01 * (k % 3)
+            level = "alarm" if p >= threshold else "watch" if p >= threshold / 2 else "ok"
             reasons = [{"feature": "reallocated_sectors_count__delta_24h", "value": 2.0 * k, "contribution": 1.7}]
             pts.append(
                 Point(
                     FORECAST,
-                    {"kind": kind, "entity": entity, "host": host, "model_version": f"{kind}-2026.11.1"},
+                    {"kind": kind, "entity": entity, "host": host, "model_version": f"{kind}-20261101T000000"},
                     {
                         "probability": p,
-                        "threshold": 0.4,
+                        "level": level,
+                        "threshold": threshold,
                         "horizon_hours": horizon,
-                        "level": "alarm" if p >= 0.4 else "ok",
-                        "reasons": json.dumps(reasons),
+                        "reasons": json.dumps(reasons, separators=(",", ":")),
                     },
                     t,
                 )
             )
+    new_disk = {"kind": "disk", "entity": NEW_DISK, "host": "db-01", "model_version": "disk-20261101T000000"}
+    fields = {"level": "insufficient_history", "threshold": threshold, "horizon_hours": 168.0, "reasons": "[]"}
+    pts.append(Point(FORECAST, new_disk, fields, start + (STEPS - 1) * STEP))
     return pts
 
 

@@ -209,8 +209,10 @@ def test_fleet_overview_answers_what_will_fail(fleet: dict[str, Any]) -> None:
     at_risk = _answer(fleet, "pmaintd-fleet", "Entities forecast to fail")
     assert [r["at risk"] for r in at_risk] == [2]  # the failing disk and the flapping link
     top = _answer(fleet, "pmaintd-fleet", "Top risks, with reasons")
-    assert len(top) == 3 + 2 + 2  # every entity once: disks, hosts, links
-    worst = max(top, key=lambda r: r["probability"])
+    assert len(top) == 3 + 2 + 2 + 1  # every entity once: disks, hosts, links, and the disk without history
+    new = next(r for r in top if r["entity"] == fleet_data.NEW_DISK)
+    assert new["level"] == "insufficient_history" and new["probability"] is None
+    worst = max(top, key=lambda r: r["probability"] or 0.0)
     assert worst["entity"] in (fleet_data.FAILING_DISK, interface_entity(fleet_data.SWITCH, fleet_data.FLAPPING_IF))
     assert json.loads(worst["reasons"])[0]["feature"].startswith("reallocated_sectors_count")
     by_kind = {r["kind"]: r["max"] for r in _answer(fleet, "pmaintd-fleet", "Highest risk by kind")}
