@@ -376,9 +376,9 @@ def fleet() -> Dashboard:
     d.panel(
         "table",
         "Incidents",
-        "Recorded failures (imported or detected): the labels the models learn from.",
+        "Recorded failures (by an operator, from a file, or detected) and false alarms: what the models learn from.",
         [
-            'SELECT "cause", "kind", "entity" FROM "pmaintd_incident" '
+            'SELECT "count", "cause", "kind", "entity", "type", "source" FROM "pmaintd_incident" '
             f"WHERE $timeFilter AND {_rx('kind', 'kind')} AND {_rx('entity', 'entity')} ORDER BY time DESC LIMIT 200"
         ],
         fmt="table",

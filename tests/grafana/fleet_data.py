@@ -13,7 +13,9 @@ from pathlib import Path
 
 from pmaintd.collect.smart import report_points
 from pmaintd.collect.smart_parse import parse
-from pmaintd.telemetry import ANOMALY, FORECAST, INCIDENT, Point, interface_entity
+from pmaintd.forecast.incidents import to_point as incident_point
+from pmaintd.forecast.labels import Incident
+from pmaintd.telemetry import ANOMALY, FORECAST, Point, interface_entity
 
 NS = 1_000_000_000
 STEP = 300 * NS
@@ -203,16 +205,12 @@ def outcomes(start: int) -> list[Point]:
     """Incidents and anomaly scores (pmaintd's own outputs besides forecasts)."""
     t_fail = start + (STEPS - 2) * STEP
     pts = [
-        Point(
-            INCIDENT,
-            {"kind": "network", "entity": interface_entity(SWITCH, FLAPPING_IF)},
-            {"cause": "link_down"},
-            t_fail,
-        ),
-        Point(INCIDENT, {"kind": "disk", "entity": FAILING_DISK}, {"cause": "smart_health_failed"}, t_fail),
+        incident_point(Incident(t_fail, "network", interface_entity(SWITCH, FLAPPING_IF), "link_down"), "auto"),
+        incident_point(Incident(t_fail, "disk", FAILING_DISK), "operator"),  # recorded without a cause
     ]
     for k in range(0, STEPS, 6):
-        pts.append(Point(ANOMALY, {"kind": "host", "entity": HOSTS[0]}, {"score": 0.1 + k / STEPS}, start + k * STEP))
+        score = {"score": 0.1 + k / STEPS, "metric": "mem_used_percent"}
+        pts.append(Point(ANOMALY, {"kind": "host", "entity": HOSTS[0]}, score, start + k * STEP))
     return pts
 
 

@@ -215,6 +215,9 @@ def test_fleet_overview_answers_what_will_fail(fleet: dict[str, Any]) -> None:
     worst = max(top, key=lambda r: r["probability"] or 0.0)
     assert worst["entity"] in (fleet_data.FAILING_DISK, interface_entity(fleet_data.SWITCH, fleet_data.FLAPPING_IF))
     assert json.loads(worst["reasons"])[0]["feature"].startswith("reallocated_sectors_count")
+    incidents = {r["entity"]: r for r in _answer(fleet, "pmaintd-fleet", "Incidents")}
+    assert incidents[fleet_data.FAILING_DISK]["cause"] is None and incidents[fleet_data.FAILING_DISK]["count"] == 1
+    assert incidents[interface_entity(fleet_data.SWITCH, fleet_data.FLAPPING_IF)]["source"] == "auto"
     by_kind = {r["kind"]: r["max"] for r in _answer(fleet, "pmaintd-fleet", "Highest risk by kind")}
     assert set(by_kind) == {"disk", "host", "network"} and by_kind["host"] < 0.1 < by_kind["disk"]
 
