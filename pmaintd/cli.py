@@ -785,6 +785,215 @@ def grafana_provision(
     console.print(_table(title, ["kind", "uid", "title", "outcome"], rows))
 
 
+# ---- forecasting (issue 4): train, backtest, import backblaze, forecast, retrain ----
+
+_BACKBLAZE_FILES = click.Path(path_type=Path, dir_okay=False, exists=True)
+
+
+def _stderr_log(msg: str) -> None:
+    err_console.print(msg, highlight=False, markup=False)
+
+
+def _registry(app: App) -> Any:
+    from pmaintd.forecast.bundle import Registry
+
+    return Registry(app.state_dir)
+
+
+def _load_bundle(model: Path | None, app: App, kind: str) -> Any:
+    from pmaintd.forecast.bundle import BundleError, load
+
+    try:
+        bundle = load(model) if model else _registry(app).current(kind)
+    except BundleError as exc:
+        err_console.print(f"[red]model error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    if bundle is None:
+        err_console.print(f"[red]model error[/red] no {kind} model (none promoted, none shipped)", highlight=False)
+        sys.exit(EXIT_FAILED)
+    return bundle
+
+
+@cli.command("train")
+@click.argument("kind", type=click.Choice(["disk"]))
+@click.option("--backblaze", "files", multiple=True, required=True, type=_BACKBLAZE_FILES,
+              help="Backblaze drive-stats CSV (plain or .gz); repeat for several.")
+@click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Bundle directory to write (model.txt, bundle.json), e.g. models/disk.")
+@click.option("--no-baselines", is_flag=True, help="Skip the Backblaze-rule and plain-LightGBM reference baselines.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def train_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, no_baselines: bool, as_json: bool) -> None:
+    """Train a disk model from Backblaze files (how the shipped models/disk bundle was made); prints the
+    per-drive metrics on drives the model never saw, beside the two baselines."""
+    from pmaintd.forecast.backblaze import BackblazeFormatError
+    from pmaintd.forecast.disk import train_from_backblaze
+    from pmaintd.forecast.train import TrainOptions
+
+    fc = app.config.forecast
+    opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget)
+    try:
+        bundle, report = train_from_backblaze(list(files), output, opts, not no_baselines, _stderr_log)
+    except BackblazeFormatError as exc:
+        err_console.print(f"[red]input error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        print_json({"output": str(output), "version": bundle.version, "threshold": bundle.threshold, **report})
+        return
+    click.echo(f"wrote {output} (version {bundle.version}, threshold {bundle.threshold:.4g})")
+    cols = ["model", "recall@1%FAR", "recall@0.1%FAR", "FAR@thr", "recall@thr", "median lead h"]
+    rows = [[name, _f(m.get("recall_at_far_0.01")), _f(m.get("recall_at_far_0.001")), _f(m.get("far_at_threshold")),
+             _f(m.get("recall_at_threshold")), _f(m.get("median_lead_hours_at_far_0.01"))]
+            for name, m in report.items()]
+    console.print(_table("test drives (never seen in training)", cols, rows))
+
+
+def _f(v: object) -> str:
+    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+@cli.command("backtest")
+@click.argument("kind", type=click.Choice(["disk"]))
+@click.option("--backblaze", "files", multiple=True, required=True, type=_BACKBLAZE_FILES)
+@click.option("--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="CSV to write: date,serial_number,probability,alarm (one row per input row).")
+@click.option("--model", type=click.Path(path_type=Path, file_okay=False, exists=True),
+              help="Bundle directory; default the current (promoted, else shipped) model.")
+@click.option("--chunk-rows", default=250_000, show_default=True, help="Rows per drive chunk (bounds memory).")
+@pass_app
+def backtest_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, model: Path | None,
+                 chunk_rows: int) -> None:
+    """Score every drive-day of Backblaze files using only rows up to that day."""
+    from pmaintd.forecast.backblaze import BackblazeFormatError
+    from pmaintd.forecast.backtest import backtest
+
+    bundle = _load_bundle(model, app, kind)
+    try:
+        res = backtest(list(files), bundle, output, chunk_rows, _stderr_log)
+    except BackblazeFormatError as exc:
+        err_console.print(f"[red]input error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"wrote {output}: {res.rows} rows, {res.drives} drives, {res.alarms} alarms "
+               f"(model {bundle.version}, threshold {bundle.threshold:.4g}) in {res.seconds:.1f}s")
+
+
+@cli.group("import")
+def import_group() -> None:
+    """Load external history into the store."""
+
+
+@import_group.command("backblaze")
+@click.argument("files", nargs=-1, required=True, type=_BACKBLAZE_FILES)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def import_backblaze(app: App, files: tuple[Path, ...], as_json: bool) -> None:
+    """Backblaze drive-stats CSVs -> smart_device / smart_attribute history and pmaintd_incident failures."""
+    import time as _time
+
+    from pmaintd.forecast import backblaze
+
+    t0 = _time.perf_counter()
+    try:
+        df = backblaze.read_backblaze(list(files))
+    except backblaze.BackblazeFormatError as exc:
+        err_console.print(f"[red]input error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    points = 0
+    with app.store() as st:
+        for batch in backblaze.to_points(df):
+            st.write(batch)
+            points += len(batch)
+    summary = {"rows": df.height, "drives": df["serial_number"].n_unique(),
+               "failures": int((df["failure"] == 1).sum()), "points": points,
+               "seconds": round(_time.perf_counter() - t0, 1)}
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"imported {summary['rows']} drive-days of {summary['drives']} drives "
+                   f"({summary['failures']} failures): {points} points in {summary['seconds']}s")
+
+
+@cli.command("forecast")
+@click.option("--kind", type=click.Choice(["disk", "host", "network"]), help="Only this kind.")
+@click.option("--top", default=20, show_default=True, help="Show the N highest risks.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
+    """Current ranked failure risks from the store's telemetry, each with its top reasons; entities whose data
+    cannot support a number show "insufficient history"."""
+    from pmaintd.forecast.bundle import BundleError
+    from pmaintd.forecast.scoring import forecasts
+    from pmaintd.telemetry import now_ns
+
+    fc = app.config.forecast
+    kinds = [kind] if kind else list(fc.kinds)
+    with app.store() as st:
+        try:
+            rows = forecasts(st, _registry(app), kinds, now_ns(), fc)
+        except BundleError as exc:
+            err_console.print(f"[red]model error[/red] {exc}", highlight=False)
+            sys.exit(EXIT_FAILED)
+    rows = rows[:top]
+    if as_json:
+        print_json([r.to_json() for r in rows])
+        return
+    table_rows = []
+    for r in rows:
+        p = "insufficient history" if r.probability is None else f"{r.probability:.3f}"
+        why = "; ".join(f"{x['feature']}={_f(x['value'])} ({x['contribution']:+.2f})" for x in r.reasons[:3])
+        table_rows.append([r.kind, r.entity, r.host, p, r.level, why])
+    console.print(_table("forecasts", ["kind", "entity", "host", "probability", "level", "top reasons"], table_rows))
+
+
+@cli.command("retrain")
+@click.option("--kind", required=True, type=click.Choice(["disk", "host", "network"]))
+@click.option("--incidents", "incidents_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="CSV or JSON-lines incidents (time,kind,entity[,cause]) in addition to those in the store.")
+@click.option("--backblaze", "files", multiple=True, type=_BACKBLAZE_FILES,
+              help="Disk only: Backblaze files to train on as well (their failures are labels).")
+@click.option("--no-store", is_flag=True, help="Use only the given files, not the store's telemetry.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def retrain_cmd(app: App, kind: str, incidents_file: Path | None, files: tuple[Path, ...], no_store: bool,
+                as_json: bool) -> None:
+    """Train a challenger, backtest it and the current model on the same recent window, promote it only if
+    it is not worse (the daemon reloads the promoted model by itself). Earlier versions stay in the state dir."""
+    from pmaintd.forecast.labels import IncidentFileError, parse_incidents
+    from pmaintd.forecast.retrain import retrain
+    from pmaintd.forecast.sources import RetrainDataError, labeled_for_retrain
+    from pmaintd.forecast.train import TrainOptions
+
+    fc = app.config.forecast
+    try:
+        extra = parse_incidents(incidents_file) if incidents_file else []
+    except IncidentFileError as exc:
+        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        sys.exit(EXIT_USAGE)
+    if files and kind != "disk":
+        raise click.BadParameter("Backblaze files only train disk models", param_hint="--backblaze")
+    opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget)
+    with app.store() as st:
+        try:
+            labeled, spec, data_hash = labeled_for_retrain(kind, None if no_store else st, extra, list(files),
+                                                           opts.horizon_hours)
+            res = retrain(kind, labeled, spec, _registry(app), opts, fc.recent_window, fc.finetune_below_failures,
+                          data_hash, _stderr_log)
+        except (RetrainDataError, ValueError) as exc:
+            err_console.print(f"[red]retrain error[/red] {exc}", highlight=False)
+            sys.exit(EXIT_FAILED)
+    if as_json:
+        print_json(res.to_json())
+        return
+    key = f"recall_at_far_{fc.false_alarm_budget:g}"
+    cols = ["model", "version", key, "FAR@thr", "recall@thr", "failed", "healthy"]
+    rows = [[name, m.get("version"), _f(m.get(key)), _f(m.get("far_at_threshold")), _f(m.get("recall_at_threshold")),
+             m.get("entities_failed"), m.get("entities_healthy")]
+            for name, m in (("challenger", res.challenger), ("champion", res.champion)) if m]
+    console.print(_table(f"{kind}: recent window {res.window['start']} .. {res.window['end']}", cols, rows))
+    click.echo(("promoted " if res.promoted else "kept champion; not promoted ") + f"{res.challenger_version}: "
+               + res.reason + (" (fine-tuned from the champion)" if res.finetuned else ""))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="pmaintd")

@@ -510,6 +510,33 @@ class IncidentsConfig(Section):
     """How far back each detection pass looks (it is idempotent, so overlap is harmless)."""
 
 
+class ForecastConfig(Section):
+    """[forecast]: how often entities are scored, horizons per kind, and the false-alarm budget of training."""
+
+    enabled: bool = True
+    interval: PositiveDuration = 3600.0
+    """How often the daemon scores every entity that has a model and writes pmaintd_forecast points."""
+    kinds: list[Literal["disk", "host", "network"]] = Field(default_factory=lambda: ["disk", "host", "network"])
+    horizon_disk: PositiveDuration = 7 * 86400.0
+    horizon_host: PositiveDuration = 86400.0
+    horizon_network: PositiveDuration = 86400.0
+    """P(failure within the horizon) is what a model of that kind predicts; used when (re)training."""
+    min_history: PositiveDuration = 3 * 86400.0
+    """Less data than this for an entity: "insufficient history" instead of a probability."""
+    lookback: PositiveDuration = 35 * 86400.0
+    """History read per scoring run; at least the longest feature window (30 days for disks)."""
+    top_reasons: int = Field(5, ge=0, le=50)
+    false_alarm_budget: float = Field(0.01, gt=0, lt=0.5)
+    """Share of healthy entities allowed to alarm in their last horizon; retraining picks the threshold for it."""
+    finetune_below_failures: int = Field(200, ge=0)
+    """Retrain fine-tunes the current model (LightGBM init_model) when local failures are fewer than this."""
+    recent_window: PositiveDuration = 30 * 86400.0
+    """Retrain backtests champion and challenger on this most recent window of data."""
+
+    def horizon_hours(self, kind: str) -> float:
+        return float(getattr(self, f"horizon_{kind}")) / 3600.0
+
+
 class GrafanaConfig(Section):
     """Grafana for `pmaintd grafana provision` and for action annotations; off while `url` is unset."""
 
@@ -552,6 +579,7 @@ class Config(Section):
     limits: LimitsConfig = LimitsConfig()
     recurring: RecurringConfig = RecurringConfig()
     grafana: GrafanaConfig = GrafanaConfig()
+    forecast: ForecastConfig = ForecastConfig()
 
     @model_validator(mode="after")
     def _check_action_refs(self) -> Config:

@@ -58,3 +58,9 @@ def train_from_backblaze(
     if output is not None:
         bundle.save(output)
     return bundle, report
+
+
+def train_job(paths: Sequence[Path], output: Path, opts: TrainOptions) -> str:
+    """Picklable entry for `train.train_in_subprocess`: train, save to `output`, return the version."""
+    bundle, _ = train_from_backblaze(paths, output, opts, baselines=False, log=lambda _m: None)
+    return bundle.version

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-FEATURE_SPEC_VERSION = 3
+FEATURE_SPEC_VERSION = 4
 """Bump whenever a feature's definition changes: a bundle trained on another version is refused."""
 
 
@@ -137,11 +137,6 @@ def _windowed(col: str, spec: FeatureSpec, counter: bool) -> list[pl.Expr]:
     x = pl.col(col)
     out = [x.alias(f"{col}__last")]
     inc = pl.col(f"{col}__inc")
-    if counter:
-        # Steps since the counter last grew (null until it has grown in this entity's visible history).
-        last_inc = pl.when(inc > 0).then(pl.col("__k")).forward_fill()
-        since = pl.col("__k") - last_inc
-        out.append(pl.when(since < 2**31).then(since).cast(pl.Float64).alias(f"{col}__since_inc"))
     for w in spec.windows:
         size = f"{w}i"
         lo = x.rolling_min_by("__k", window_size=size)
@@ -225,7 +220,7 @@ def feature_names(spec: FeatureSpec) -> list[str]:
     """The ordered feature list a bundle records; models are fed columns in exactly this order."""
     names: list[str] = []
     for c in spec.counters:
-        names += [f"{c}__last", f"{c}__since_inc"]
+        names.append(f"{c}__last")
         for w in spec.windows:
             names += [f"{c}__growth_{w}", f"{c}__incsteps_{w}"]
         names.append(f"{c}__slope_{max(spec.windows)}")

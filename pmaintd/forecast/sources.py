@@ -1,0 +1,59 @@
+"""Labeled training rows for retraining, from the store (telemetry + incidents) and/or Backblaze files."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+
+from pmaintd.forecast import backblaze, incidents
+from pmaintd.forecast.disk import labeled_from_frame
+from pmaintd.forecast.features import DISK_SPEC, FeatureSpec, build_features
+from pmaintd.forecast.fleet import KINDS as FLEET_KINDS
+from pmaintd.forecast.fleet import labeled_from_store
+from pmaintd.forecast.labels import Incident, incidents_frame, label_rows
+from pmaintd.forecast.scoring import disk_frame
+from pmaintd.forecast.train import file_hash
+from pmaintd.store import Store
+
+
+class RetrainDataError(Exception):
+    """There is nothing (or not enough) to train on; the message says what is missing."""
+
+
+def labeled_for_retrain(
+    kind: str, store: Store | None, extra: Sequence[Incident], files: Sequence[Path], horizon_hours: float
+) -> tuple[pl.DataFrame, FeatureSpec, str]:
+    """(labeled rows, spec, data hash) for one kind. Store incidents and `extra` label the store's telemetry;
+    Backblaze files carry their own failure labels."""
+    parts: list[pl.DataFrame] = []
+    hashes: list[str] = []
+    known = list(extra)
+    if store is not None:
+        known += incidents.read(store, kind, 0, None, incidents.FAILURE)
+    if kind == "disk":
+        spec = DISK_SPEC
+        if store is not None:
+            frame = disk_frame(store, None, None)
+            if frame.height:
+                feats = build_features(frame, spec)
+                parts.append(label_rows(feats, incidents_frame(known, kind), horizon_hours, spec.entity, spec.time))
+                hashes.append(f"store:{frame.height}:{frame['date'].max()}")
+        if files:
+            parts.append(labeled_from_frame(backblaze.read_backblaze(files), horizon_hours))
+            hashes.append(file_hash(files))
+    else:
+        spec = FLEET_KINDS[kind].spec
+        if store is None:
+            raise RetrainDataError(f"{kind} models train on the store's telemetry; do not pass --no-store")
+        parts.append(labeled_from_store(store, kind, known, None, None, horizon_hours))
+        hashes.append(f"store:{parts[0].height}")
+    parts = [p for p in parts if p.height]
+    if not parts:
+        raise RetrainDataError(f"no {kind} telemetry to train on (store empty and no files given)")
+    labeled = pl.concat(parts, how="diagonal_relaxed").unique(subset=[spec.entity, spec.time], keep="first")
+    labeled = labeled.sort(spec.entity, spec.time)
+    if labeled["label"].sum() == 0:
+        raise RetrainDataError(f"no {kind} failures in the data: record incidents (pmaintd incidents import FILE)")
+    return labeled, spec, "+".join(hashes)
