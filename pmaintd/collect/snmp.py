@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
 
 from pmaintd.collect import CollectError, Target, register
-from pmaintd.collect.snmp_client import Credentials, Endpoint, Oid, Session, SnmpError, Value
+from pmaintd.collect.snmp_client import Credentials, Endpoint, Oid, Session, SnmpError, Value, WalkMemory
 from pmaintd.collect.snmp_profiles import Match, MetricTable, ProfileError, ProfileSet
 from pmaintd.config import Config, ConfigError, SnmpConfig, SnmpTargetConfig, parse_snmp_address, read_secret
 from pmaintd.resources import shipped
@@ -141,8 +141,12 @@ async def discover(session: Session) -> Discovery:
     )
 
 
-async def poll(session: Session, profiles: ProfileSet, profile: str | None = None) -> PollResult:
-    """Discover the agent, walk its profile's tables and build the points of one poll."""
+async def poll(
+    session: Session, profiles: ProfileSet, profile: str | None = None, memory: WalkMemory | None = None
+) -> PollResult:
+    """Discover the agent, walk its profile's tables and build the points of one poll.
+
+    `memory` carries what this agent's previous polls learned about its tables (see Session.walk)."""
     start = time.monotonic()
     disc = await discover(session)
     if profile is not None:
@@ -154,7 +158,7 @@ async def poll(session: Session, profiles: ProfileSet, profile: str | None = Non
             raise SnmpError(f"target {session.ep.name}: no profile matches sysObjectID {disc.sys_object_id} "
                             "and there is no generic profile")
         match = found
-    walked = await session.walk(match.profile.columns())
+    walked = await session.walk(match.profile.columns(), memory)
     ts = now_ns()
     base = {"source": session.ep.name, "sysName": disc.sys_name}
     points = rows_to_points(match.profile.metrics, walked, base, ts)
@@ -275,6 +279,7 @@ class SnmpCollector:
         if problems:
             raise ConfigError(problems)
         self.status: dict[str, TargetStatus] = {t.name: TargetStatus() for t in self._targets}
+        self._memory: dict[str, WalkMemory] = {}
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
     def targets(self) -> list[Target]:
@@ -328,7 +333,8 @@ class SnmpCollector:
             session = Session(await self._engine(opts.endpoint.credentials.engine_key()), opts.endpoint)
             try:
                 async with asyncio.timeout(target.timeout):
-                    result = await poll(session, self.profiles, opts.profile)
+                    memory = self._memory.setdefault(target.name, WalkMemory())
+                    result = await poll(session, self.profiles, opts.profile, memory)
             except TimeoutError:
                 self._mark(target.name, f"target {target.name}: poll did not finish within its deadline of "
                                         f"{target.timeout:g}s (the interval)")

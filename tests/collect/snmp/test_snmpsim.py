@@ -223,3 +223,27 @@ def test_hostile_strings_are_data(tmp_path):
     assert {p.tags["sysName"] for p in points} == {HOSTILE_SYSNAME}
     eth = [p for p in points if p.measurement == "interface" and p.tags["ifIndex"] == "2"]
     assert eth[0].tags["ifAlias"] == HOSTILE_ALIAS
+
+
+@pytest.mark.parametrize("device", ["juniper-mx960", "arista-dcs-7150s"])
+def test_later_polls_fetch_less_and_return_the_same(snmpsim, device):
+    """The second poll of an agent sizes its requests from the first (row counts, answer size): it must
+    return exactly the same points, receiving no more varbinds (these big tables gain little; see the snmpd
+    test for small ones)."""
+    coll = collector([{"name": device, "address": snmpsim.address, "community": device}], timeout="10s")
+    target = coll.targets()[0]
+
+    async def run():
+        try:
+            return await coll.aprobe(target), await coll.aprobe(target)
+        finally:
+            await coll.aclose()
+
+    first, second = asyncio.run(run())
+
+    def shape(result):
+        return sorted((p.measurement, sorted(p.tags.items()), sorted(p.fields.items())) for p in result.points
+                      if p.measurement != "snmp_system")
+
+    assert shape(second) == shape(first)
+    assert second.varbinds <= first.varbinds
