@@ -34,7 +34,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -46,6 +46,7 @@ from pmaintd.collect import CollectError, Collector, Target
 from pmaintd.collect.runner import PollResult
 from pmaintd.collect.runstate import RunState, RunStateError
 from pmaintd.collect.transport import Transport
+from pmaintd.forecasting import CycleResult, ForecastJob, LoadedModels, ModelError
 from pmaintd.logs import setup_logging
 from pmaintd.sdnotify import Notifier, watchdog_interval
 from pmaintd.selfmetrics import HttpEndpoint, SelfMetrics
@@ -176,6 +177,37 @@ class Writer:
             log.error("closing store %s failed: %s", self.store.location, exc)
 
 
+class QueuedStore:
+    """The store as forecasting and actions see it inside the daemon: reads go to the store, writes to the
+    writer's queue, so the store keeps a single writer. Closing it is the daemon's business, not theirs."""
+
+    def __init__(self, writer: Writer) -> None:
+        self._writer = writer
+
+    @property
+    def kind(self) -> str:
+        return self._writer.store.kind
+
+    @property
+    def location(self) -> str:
+        return self._writer.store.location
+
+    def write(self, points: Sequence[Point]) -> None:
+        self._writer.submit(points)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        return self._writer.store.query(*args, **kwargs)
+
+    def stats(self) -> Any:
+        return self._writer.store.stats()
+
+    def maintain(self) -> None:
+        self._writer.call(lambda st: st.maintain()).result()
+
+    def close(self) -> None:
+        return None
+
+
 @dataclass
 class TargetHealth:
     """What the daemon knows about one (collector, target): drives logs, STATUS, /healthz and metrics."""
@@ -289,6 +321,11 @@ class Daemon:
         self._reload_again = False
         self._stop_event: asyncio.Event | None = None
         self.runstate: RunState | None = None
+        self.models: LoadedModels | None = None
+        self.forecast_job: ForecastJob | None = None
+        self._forecast_pool = ThreadPoolExecutor(1, thread_name_prefix="pmaintd-forecast")
+        self._last_forecast: tuple[float, CycleResult] | None = None
+        self._forecast_error: str | None = None
         self._runstate_error: str | None = None
 
     # ---- start ---------------------------------------------------------------------------------------
@@ -311,8 +348,33 @@ class Daemon:
             raise StartupError(f"config error {exc}", 2) from None
         except Exception as exc:
             raise StartupError(f"collectors: {exc}") from None
+        self.models = LoadedModels(self.state_dir, self.cfg.forecast.kinds)
+        try:
+            loaded = self.models.refresh()
+            self.forecast_job = self._in_forecast_thread(self._new_forecast_job, self.cfg, self.models).result()
+            recovered = self._in_forecast_thread(self.forecast_job.recover).result()
+        except ModelError as exc:
+            raise StartupError(str(exc)) from None
+        except Exception as exc:
+            raise StartupError(f"forecasting/actions: {type(exc).__name__}: {exc}") from None
+        if loaded:
+            log.info("models loaded: %s", ", ".join(loaded))
+        if recovered:
+            log.warning("settled %d actions a previous process left running (see pmaintd actions list)", recovered)
         if not once:
             self.http = self._bind_http(self.cfg.daemon.listen)
+
+    def _in_forecast_thread(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Forecasting and actions run in one dedicated thread: CPU work off the loop, one DB connection."""
+        return self._forecast_pool.submit(fn, *args)
+
+    def _new_forecast_job(self, cfg: cfgmod.Config, models: LoadedModels) -> ForecastJob:
+        assert self.writer is not None
+        return ForecastJob(cfg, self.state_dir, cast(Store, QueuedStore(self.writer)), models)
+
+    def _load_models(self, kinds: Sequence[str]) -> tuple[LoadedModels, list[str]]:
+        models = LoadedModels(self.state_dir, kinds)
+        return models, models.refresh(force=True)
 
     def _apply_logging(self, cfg: cfgmod.Config) -> None:
         setup_logging(self._log_level or cfg.daemon.log_level, cfg.daemon.log_format)
@@ -452,6 +514,47 @@ class Daemon:
 
     # ---- housekeeping --------------------------------------------------------------------------------
 
+    async def forecast(self) -> bool:
+        """Score every entity that has a model and run the policies (in the forecast thread). A model that
+        was promoted since the last run is loaded first; one that cannot be loaded keeps the previous one."""
+        assert self.models is not None and self.forecast_job is not None
+        job = self.forecast_job
+        try:
+            changed = await asyncio.wrap_future(self._in_forecast_thread(self.models.refresh))
+            if changed:
+                log.info("models loaded: %s", ", ".join(changed))
+        except ModelError as exc:
+            log.error("%s; still using %s", exc, self.models.describe())
+        if not self.models.any():
+            return True
+        try:
+            result = await asyncio.wrap_future(self._in_forecast_thread(job.run, now_ns()))
+        except Exception as exc:
+            self.metrics.forecast_runs.labels("error").inc()
+            msg = f"{type(exc).__name__}: {exc}"
+            if msg != self._forecast_error:
+                log.error("forecasting failed: %s", msg)
+            self._forecast_error = msg
+            self._publish_status()
+            return False
+        self._forecast_error = None
+        self.metrics.forecast_runs.labels("ok").inc()
+        self.metrics.forecast_last.set(time.time())
+        for (kind, level), n in result.by_level.items():
+            self.metrics.forecasts.labels(kind, level).inc(n)
+        for outcome, n in result.decisions.items():
+            self.metrics.actions.labels(outcome).inc(n)
+        self._last_forecast = (time.time(), result)
+        log.info(
+            "forecast: %d entities scored in %.1fs, %d alarms%s",
+            result.scored,
+            result.seconds,
+            result.alarms,
+            f"; policy decisions {result.decisions}" if result.decisions else "",
+        )
+        self._publish_status()
+        return True
+
     async def housekeeping(self) -> bool:
         """store.maintain() (retention, checkpoints, spool replay), then automatic incident detection
         (`[incidents] detect`), both in the writer thread: detection writes what it finds, and the store
@@ -505,7 +608,21 @@ class Daemon:
             parts.append("down: " + ", ".join(down[:5]) + (f" and {len(down) - 5} more" if len(down) > 5 else ""))
         if unpolled:
             parts.append(f"{unpolled} not polled yet")
+        parts.append(self._forecast_status())
         return "; ".join(parts)
+
+    def _forecast_status(self) -> str:
+        if not self.cfg.forecast.enabled:
+            return "forecasting off"
+        if self._forecast_error:
+            return f"forecasting failing: {self._forecast_error}"
+        if self.models is None or not self.models.any():
+            return "no forecast model yet"
+        if self._last_forecast is None:
+            return f"models {self.models.describe()}, no forecast yet"
+        at, r = self._last_forecast
+        when = time.strftime("%H:%M:%SZ", time.gmtime(at))
+        return f"last forecast {when}: {r.scored} entities, {r.alarms} alarms"
 
     def _publish_status(self) -> None:
         """Mark STATUS as changed; `_tick` sends it at most once a second (a thousand targets finishing
@@ -553,6 +670,16 @@ class Daemon:
                     id=f"collect:{c.name}:{t.name}",
                     name=f"collect {c.name} {t.name}",
                 )
+        if self.cfg.forecast.enabled:
+            first = min(self.cfg.forecast.interval, d.jitter + 10.0)  # soon after the first polls
+            sched.add_job(
+                self.forecast,
+                IntervalTrigger(
+                    seconds=self.cfg.forecast.interval, start_date=now + timedelta(seconds=first), timezone=UTC
+                ),
+                id="forecast",
+                name="forecast",
+            )
         sched.add_job(
             self.housekeeping,
             IntervalTrigger(
@@ -616,9 +743,14 @@ class Daemon:
         new_collectors: list[Collector] = []
         new_store: Store | None = None
         new_http: HttpEndpoint | None = None
+        new_job: ForecastJob | None = None
         try:
             new_cfg = await asyncio.to_thread(cfgmod.load, self.config_path)
             new_collectors = await asyncio.to_thread(collect.build, new_cfg)
+            new_models, loaded = await asyncio.to_thread(self._load_models, new_cfg.forecast.kinds)
+            # The action engine's connection may be used from any thread: build it here, run it in the
+            # forecast thread. Building does not wait for a forecast that is running.
+            new_job = await asyncio.to_thread(self._new_forecast_job, new_cfg, new_models)
             if new_cfg.store != self.cfg.store:
                 new_store = await asyncio.to_thread(open_store, new_cfg.store, self.state_dir)
             if new_cfg.daemon.listen != self.cfg.daemon.listen:
@@ -628,6 +760,8 @@ class Daemon:
             await _release(unused, keep=self.targets)
             if new_store is not None:
                 new_store.close()
+            if new_job is not None:
+                new_job.close()
             self.metrics.reloads.labels("failed").inc()
             self._reload_problem = f"reload failed, still running on the previous config: {exc}"
             log.error("%s", self._reload_problem)
@@ -643,6 +777,11 @@ class Daemon:
             old, self.http = self.http, new_http
             if old is not None:
                 await asyncio.to_thread(old.close)
+        old_job, self.forecast_job, self.models = self.forecast_job, new_job, new_models
+        if old_job is not None:
+            self._in_forecast_thread(old_job.close)  # after a forecast that may be running with it
+        if loaded:
+            log.info("models loaded: %s", ", ".join(loaded))
         retired = self._install_collectors(new_collectors)
         self._schedule()
         await _release(retired, keep=self.targets)
@@ -704,17 +843,27 @@ class Daemon:
         if self.http is not None:
             await asyncio.to_thread(self.http.close)  # shutdown() waits up to 0.5 s for the serving thread
         await _release(Retired(self.collectors, self.targets, self.pools))
+        self._stop_forecasting()
         if flushed and self.runstate is not None:
             self.runstate.close()
         self.notifier.close()
         return 0
 
+    def _stop_forecasting(self) -> None:
+        """Close the action engine after any forecast still running; never wait for that forecast (a
+        crashed or interrupted action is settled by `recover` at the next start)."""
+        if self.forecast_job is not None:
+            self._in_forecast_thread(self.forecast_job.close)
+        self._forecast_pool.shutdown(wait=False)
+
     async def once(self) -> int:
         """`run --once`: every job one time (polls concurrently), then flush and exit; 1 if any poll failed."""
         results = await asyncio.gather(*(self.poll(c, t) for c in self.collectors for t in self.targets[c.name]))
+        fc = await self.forecast() if self.cfg.forecast.enabled else True
         hk = await self.housekeeping()
         assert self.writer is not None
         await _release(Retired(self.collectors, self.targets, self.pools))
+        self._stop_forecasting()
         if not await asyncio.to_thread(self.writer.close, self.cfg.daemon.stop_timeout):
             log.error("the store did not finish writing within %gs", self.cfg.daemon.stop_timeout)
             return 1
@@ -723,11 +872,7 @@ class Daemon:
         for (c, t), h in sorted(self.health.items()):
             if h.failing:
                 print(f"pmaintd: {c} {t}: {h.error}", file=sys.stderr)
-        return 0 if all(results) and hk else 1
-
-    def abandoned_threads(self) -> int:
-        """Collector threads still running (hung past their timeout)."""
-        return sum(1 for h in self.health.values() if h.running is not None and not h.running.done())
+        return 0 if all(results) and fc and hk else 1
 
 
 def run(
@@ -743,12 +888,13 @@ def run(
             daemon.writer.close(cfg.daemon.stop_timeout)
         return exc.exit_code
     code = asyncio.run(daemon.once() if once else daemon.serve())
-    if daemon.abandoned_threads():
-        # Worker threads stuck in a hung device would be joined at interpreter exit and hold the process
-        # past systemd's stop timeout; everything worth keeping is flushed, so leave without joining them.
-        log.warning(
-            "exiting with %d collector threads still running (their polls are dropped)", daemon.abandoned_threads()
-        )
+    workers = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    _join_all(workers, 0.5)  # idle pool threads leave at once after their pool's shutdown
+    stuck = [t.name for t in workers if t.is_alive()]
+    if stuck:
+        # A collector thread hung in a device, or a forecast still computing, would be joined at interpreter
+        # exit and hold the process past systemd's stop timeout; what matters is flushed, so leave now.
+        log.warning("exiting with %d worker threads still busy (%s)", len(stuck), ", ".join(sorted(set(stuck))[:5]))
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -96,7 +96,10 @@ class SelfMetrics:
             "pmaintd_forecast_last_success_timestamp_seconds", "When the last forecast cycle finished", registry=r
         )
         self.actions = Counter(
-            "pmaintd_actions", "Action state changes the daemon made, by state", ["state"], registry=r
+            "pmaintd_actions",
+            "Policy decisions on forecasts by outcome (acted, proposed, observed, limited, no_policy, ...)",
+            ["outcome"],
+            registry=r,
         )
         self.reloads = Counter("pmaintd_reloads", "SIGHUP reloads by outcome", ["outcome"], registry=r)
         self.housekeeping_runs = Counter(

@@ -192,7 +192,8 @@ def test_status_metrics_and_healthz_report_up_and_down_targets(tmp_path, notify,
     extra = snmp_target("agent", snmpd.address) + snmp_target("dead", dead)
     d = start(daemons, tmp_path, make_config(listen, extra=extra), notify)
     notify.wait_for(lambda f: f.get("READY") == "1", 30)
-    notify.wait_for(lambda f: f.get("STATUS", "") == "2 of 3 targets up; down: snmp/dead", 15)
+    msg = notify.wait_for(lambda f: f.get("STATUS", "").startswith("2 of 3 targets up; down: snmp/dead;"), 15)
+    assert msg.fields["STATUS"].endswith("; no forecast model yet")
 
     m = metrics(listen)
     assert metric(m, "pmaintd_target_up", collector="snmp", target="agent") == 1
@@ -528,3 +529,82 @@ def test_housekeeping_records_incidents_the_telemetry_shows(tmp_path, notify, da
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
     assert "recorded 1 new incidents from telemetry: disk WD-WX11A" in d.stderr
+
+
+def _promote_real_disk_model(state: Path) -> str:
+    """Train a small real LightGBM disk model on real Backblaze rows (as tests/forecast does) and promote
+    it in the state dir's registry; returns its version."""
+    from pmaintd.forecast.bundle import Registry, load
+    from pmaintd.forecast.disk import train_from_backblaze
+    from tests.forecast.conftest import HDS, SMALL
+
+    trained = state.parent / "trained-disk"
+    train_from_backblaze([HDS], trained, SMALL, baselines=False, log=lambda _m: None)
+    version = load(trained).version
+    reg = Registry(state)
+    reg.copy_in("disk", trained, version)
+    reg.promote("disk", version)
+    return version
+
+
+def test_forecast_job_scores_every_drive_and_reports_it(tmp_path, notify, daemons):
+    """A real disk model in the registry and real drive histories (Backblaze rows moved to end today) in
+    the store: the model is loaded before READY, the forecast job writes one `pmaintd_forecast` per drive,
+    and STATUS, /metrics and the log say so."""
+    import datetime as dt
+
+    import polars as pl
+
+    from pmaintd.forecast.backblaze import read_backblaze, to_points
+    from pmaintd.store.sqlite import SqliteStore
+    from tests.forecast.conftest import HDS
+
+    state = tmp_path / "state"
+    version = _promote_real_disk_model(state)
+    df = read_backblaze([HDS])
+    serials = df["serial_number"].unique().sort()[:20].to_list()
+    df = df.filter(pl.col("serial_number").is_in(serials))
+    # Each drive's history is moved to end today, as if every drive were still reporting.
+    last = pl.col("date").max().over("serial_number")
+    df = df.with_columns(pl.col("date") + (pl.lit(dt.date.today()) - last))
+    st = SqliteStore(state / "pmaintd.db")
+    for batch in to_points(df):
+        st.write(batch)
+    st.close()
+
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    extra = '[forecast]\ninterval = "3s"\nkinds = ["disk"]\nmin_history = "1d"\n'
+    d = start(daemons, tmp_path, make_config(listen, extra=extra), notify)
+    notify.wait_for(lambda f: f.get("READY") == "1", 60)
+    msg = notify.wait_for(lambda f: "last forecast" in f.get("STATUS", ""), 60)
+    assert re.search(r"last forecast \d\d:\d\d:\d\dZ: 20 entities, \d+ alarms", msg.fields["STATUS"])
+    m = metrics(listen)
+    assert metric(m, "pmaintd_forecast_runs_total", outcome="ok") >= 1
+    scored = sum(v for k, v in m.items() if k.startswith('pmaintd_forecasts_total{kind="disk"'))
+    assert scored >= 20 and scored % 20 == 0
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+
+    db = sqlite3.connect(state / "pmaintd.db")
+    rows = db.execute(
+        "SELECT s.tags FROM samples x JOIN series s ON s.id = x.series "
+        "WHERE s.measurement = 'pmaintd_forecast' AND x.field = 'level'"
+    ).fetchall()
+    db.close()
+    tags = [json.loads(t) for (t,) in rows]
+    assert {t["entity"] for t in tags} == set(serials)
+    assert {t["model_version"] for t in tags} == {version}
+    log = d.stderr
+    assert log.index(f"models loaded: disk {version}") < log.index("ready:")
+    assert re.search(r"forecast: 20 entities scored in [\d.]+s", log)
+
+
+def test_a_broken_model_fails_the_start_before_ready(tmp_path, notify, daemons):
+    state = tmp_path / "state"
+    version = _promote_real_disk_model(state)
+    (state / "models" / "disk" / version / "model.txt").write_text("not a LightGBM model\n")
+    d = start(daemons, tmp_path, make_config(f"127.0.0.1:{free_tcp_port()}"), notify)
+    assert d.wait(60) != 0
+    assert "cannot start: model disk at" in d.stderr
+    notify.drain(0.3)
+    assert not notify.with_key("READY")
