@@ -115,3 +115,13 @@ def test_sysusers_and_tmpfiles_apply_to_an_empty_root(tmp_path: Path):
     assert r.returncode == 0, r.stderr
     creds = root / "etc" / "pmaintd" / "credentials"
     assert creds.is_dir() and (creds.stat().st_mode & 0o777) == 0o700
+
+
+@pytest.mark.parametrize("name", ["pmaintd.service", "pmaintd-retrain.service"])
+def test_every_exec_command_is_a_real_pmaintd_command(name: str):
+    """Each ExecStart= runs a pmaintd command with options this pmaintd accepts (checked with --help)."""
+    commands = re.findall(r"^ExecStart=-?/usr/bin/pmaintd (.+)$", (SYSTEMD / name).read_text(), re.M)
+    assert commands
+    for cmd in commands:
+        r = subprocess.run([str(PMAINTD), *cmd.split(), "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, f"{cmd}: {r.stderr}"
