@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from paramiko.hostkeys import InvalidHostKey
+
+from pmaintd.config import HostEntry, parse_ssh_address
 
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 
@@ -40,10 +43,14 @@ class SshEndpoint:
 
     @property
     def hostport(self) -> tuple[str, int]:
-        if self.address.count(":") != 1:
-            return self.address, 22
-        host, _, port = self.address.rpartition(":")
-        return host, int(port or 22)
+        """The address split exactly as config validation split it (`[2001:db8::1]:22` included)."""
+        return parse_ssh_address(self.address)
+
+    @classmethod
+    def of_host(cls, h: HostEntry) -> SshEndpoint:
+        """The endpoint of a [[hosts]] entry with transport = "ssh" (its validation guarantees every field)."""
+        assert h.address and h.user and h.key_file and h.known_hosts, f"[[hosts]] {h.name} is not an ssh host"
+        return cls(h.name, h.address, h.user, h.key_file, h.known_hosts, h.connect_timeout)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,8 @@ class SshClient:
             client.load_host_keys(str(ep.known_hosts))
         except OSError as exc:
             raise SshError(f"{ep.name}: cannot read known_hosts {ep.known_hosts}: {exc.strerror}") from None
+        except InvalidHostKey as exc:  # a damaged key line; paramiko raises this bare Exception, not SSHException
+            raise SshError(f"{ep.name}: known_hosts {ep.known_hosts} has an invalid key: {exc.exc}") from None
         # Never learn keys: an unknown host is refused, exactly like StrictHostKeyChecking=yes.
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:

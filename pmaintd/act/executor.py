@@ -16,27 +16,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Protocol
+from typing import IO
 
+from pmaintd.config import HostEntry
 from pmaintd.ssh import HostKeyRejected, SshClient, SshEndpoint, SshError
 
 log = logging.getLogger(__name__)
 
 MAX_OUTPUT = 64 * 1024
 """Bytes of stdout and of stderr kept per command (the audit log stores them)."""
-
-
-class HostLike(Protocol):
-    """What the executor needs of a [[hosts]] entry."""
-
-    name: str
-    transport: str
-    address: str | None
-    user: str | None
-    key_file: object
-    known_hosts: object
-    connect_timeout: float
 
 
 @dataclass(frozen=True)
@@ -111,7 +99,7 @@ def run_local(
 class Executor:
     """Runs commands on configured hosts; one reused SSH connection per host for the executor's lifetime."""
 
-    def __init__(self, hosts: Iterable[HostLike]) -> None:
+    def __init__(self, hosts: Iterable[HostEntry]) -> None:
         self.hosts = {h.name: h for h in hosts}
         self._clients: dict[str, SshClient] = {}
 
@@ -161,17 +149,9 @@ class Executor:
             return ExecResult(None, r.stdout, r.stderr, r.truncated, r.duration, error)
         return ExecResult(r.returncode, r.stdout, r.stderr, r.truncated, r.duration)
 
-    def _client(self, host: HostLike) -> SshClient:
+    def _client(self, host: HostEntry) -> SshClient:
         if host.name not in self._clients:
-            endpoint = SshEndpoint(
-                host.name,
-                str(host.address),
-                str(host.user),
-                Path(str(host.key_file)),
-                Path(str(host.known_hosts)),
-                host.connect_timeout,
-            )
-            self._clients[host.name] = SshClient(endpoint)
+            self._clients[host.name] = SshClient(SshEndpoint.of_host(host))
         return self._clients[host.name]
 
     def close(self) -> None:

@@ -40,9 +40,7 @@ def _make(h: HostEntry) -> Transport:
     from pmaintd.collect.ssh import SshTransport
     from pmaintd.ssh import SshClient, SshEndpoint
 
-    assert h.address and h.user and h.key_file and h.known_hosts  # guaranteed by HostEntry validation
-    endpoint = SshEndpoint(h.name, h.address, h.user, h.key_file, h.known_hosts, h.connect_timeout)
-    return SshTransport(h.name, SshClient(endpoint), sudo=h.sudo)
+    return SshTransport(h.name, SshClient(SshEndpoint.of_host(h)), sudo=h.sudo)
 
 
 def host_targets(cfg: Config, collector: str, section: LocalCollectorConfig) -> list[Target]:

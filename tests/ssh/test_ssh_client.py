@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pmaintd.ssh import HostKeyRejected, SshClient, SshEndpoint
+from pmaintd.ssh import HostKeyRejected, SshClient, SshEndpoint, SshError
 from tests.services import Sshd
 
 
@@ -22,6 +22,17 @@ def test_runs_command_and_reuses_one_connection(sshd: Sshd) -> None:
     first = c._client
     assert c.run("true", timeout=10).returncode == 0
     assert c._client is first
+    c.close()
+
+
+def test_bracketed_address_config_accepts_connects(sshd: Sshd) -> None:
+    """`[ADDR]:PORT` is the form config validation accepts for IPv6; the client must split it the same way
+    (the loopback sshd listens on IPv4 only, so the bracketed form is exercised with 127.0.0.1)."""
+    address = f"[127.0.0.1]:{sshd.port}"
+    ep = SshEndpoint("h1", address, sshd.user, sshd.client_key, sshd.known_hosts, 5.0)
+    assert ep.hostport == ("127.0.0.1", sshd.port)
+    c = SshClient(ep)
+    assert c.run("echo ok", timeout=10).stdout == "ok\n"
     c.close()
 
 
@@ -47,6 +58,16 @@ def test_unknown_host_key_is_refused_and_nothing_runs(sshd: Sshd, tmp_path: Path
         SshClient(_endpoint(sshd, empty)).run(f"touch {marker}", timeout=5)
     assert not marker.exists()
     assert empty.read_text() == ""  # never learned
+
+
+def test_damaged_known_hosts_is_a_clear_error_and_nothing_runs(sshd: Sshd, tmp_path: Path) -> None:
+    kt, key = sshd.host_key_pub.split()
+    damaged = tmp_path / "known_hosts"
+    damaged.write_text(f"[127.0.0.1]:{sshd.port} {kt} {key[:-3]}\n")  # base64 cut short
+    marker = tmp_path / "ran"
+    with pytest.raises(SshError, match=r"h1: known_hosts .*known_hosts has an invalid key"):
+        SshClient(_endpoint(sshd, damaged)).run(f"touch {marker}", timeout=5)
+    assert not marker.exists()
 
 
 def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
