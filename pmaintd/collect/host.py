@@ -52,7 +52,7 @@ from pmaintd.collect.procfs import (
     parse_uptime,
 )
 from pmaintd.collect.transport import Transport
-from pmaintd.config import Config, HostConfig
+from pmaintd.config import Config
 from pmaintd.telemetry import CPU, MEM, SYSTEM, FieldValue, Point, now_ns
 
 log = logging.getLogger(__name__)
@@ -330,8 +330,8 @@ def _n_users(tr: Transport) -> int | None:
     except (OSError, TimeoutError):
         return None
     for line in res.stdout.splitlines():
-        if line.startswith("# users="):
-            return int(line.split("=", 1)[1])
+        if line.startswith("# users=") and (n := line.split("=", 1)[1].strip()).isdigit():
+            return int(n)
     return None
 
 
@@ -356,11 +356,12 @@ class HostCollector:
 
     def __init__(
         self,
-        section: HostConfig,
         targets: Sequence[Target],
         first_sample_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`first_sample_s`/`sleep` pace the second /proc/stat read of a first poll (tests pass a fake sleep
+        that swaps in a later recording)."""
         self._targets = list(targets)
         self._first_sample_s = first_sample_s
         self._sleep = sleep
@@ -438,4 +439,4 @@ class HostCollector:
 def _factory(cfg: Config) -> Collector | None:
     section = cfg.collect.host
     # This machine plus every [[hosts]] entry that lists "host" (over SSH or locally).
-    return HostCollector(section, host_targets(cfg, "host", section)) if section.enabled else None
+    return HostCollector(host_targets(cfg, "host", section)) if section.enabled else None

@@ -10,7 +10,7 @@ from pmaintd.collect import CollectError, Target
 from pmaintd.collect.diskio import DiskioCollector, normalize_wwn
 from pmaintd.collect.host import HostCollector, cpu_points
 from pmaintd.collect.procfs import parse_stat
-from pmaintd.config import DiskioConfig, HostConfig
+from pmaintd.config import DiskioConfig
 from pmaintd.telemetry import Point
 from tests.collect.filetree import FileTreeTransport
 
@@ -134,7 +134,7 @@ def _host_poll(roots: list[Path], later: Path | None = None) -> tuple[list[Point
         if later is not None:
             tr.roots.insert(0, later)
 
-    return HostCollector(HostConfig(), [t], first_sample_s=0.25, sleep=sleep).collect(t), slept
+    return HostCollector([t], first_sample_s=0.25, sleep=sleep).collect(t), slept
 
 
 def test_cpu_usage_by_hand() -> None:
@@ -169,7 +169,7 @@ def test_reboot_triggers_a_fresh_sample(tmp_path: Path) -> None:
     tr = t.transport
     assert isinstance(tr, FileTreeTransport)
     slept: list[float] = []
-    c = HostCollector(HostConfig(), [t], first_sample_s=0.1, sleep=slept.append)
+    c = HostCollector([t], first_sample_s=0.1, sleep=slept.append)
     c.collect(t)
     c.collect(t)
     assert slept == [0.1]  # second poll compares with the first
@@ -227,7 +227,7 @@ def test_host_missing_proc_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "proc/stat").write_text((DATA / "vm/proc/stat").read_text())
     t = _target("h2", tmp_path)
     with pytest.raises(CollectError, match=r"h2: cannot read /proc/meminfo"):
-        HostCollector(HostConfig(), [t], sleep=lambda _s: None).collect(t)
+        HostCollector([t], sleep=lambda _s: None).collect(t)
 
 
 def test_steady_polls_need_one_transport_call_per_collector() -> None:
@@ -236,7 +236,7 @@ def test_steady_polls_need_one_transport_call_per_collector() -> None:
     t = _target("server", DATA / "server")
     tr = t.transport
     assert isinstance(tr, FileTreeTransport)
-    host = HostCollector(HostConfig(), [t], sleep=lambda _s: None)
+    host = HostCollector([t], sleep=lambda _s: None)
     disk = DiskioCollector(DiskioConfig(), [t])
     host.collect(t)
     disk.collect(t)

@@ -19,7 +19,7 @@ import pytest
 from pmaintd.collect import Target
 from pmaintd.collect.diskio import DiskioCollector
 from pmaintd.collect.host import HostCollector
-from pmaintd.config import DiskioConfig, HostConfig
+from pmaintd.config import DiskioConfig
 from pmaintd.telemetry import Point
 from tests.collect.filetree import FileTreeTransport
 
@@ -72,7 +72,7 @@ def _host_first_poll(host: str, tree: str, later: str) -> list[Point]:
     t = target(host, tree)
     tr = t.transport
     assert isinstance(tr, FileTreeTransport)
-    return HostCollector(HostConfig(), [t], sleep=lambda _s: tr.roots.insert(0, DATA / later)).collect(t)
+    return HostCollector([t], sleep=lambda _s: tr.roots.insert(0, DATA / later)).collect(t)
 
 
 def host_vm() -> list[Point]:

@@ -40,7 +40,7 @@ def test_live_host_invariants() -> None:
         slept.append(s)
         time.sleep(s)
 
-    c = HostCollector(HostConfig(), host_targets(Config(), "host", HostConfig()), first_sample_s=0.3, sleep=sleep)
+    c = HostCollector(host_targets(Config(), "host", HostConfig()), first_sample_s=0.3, sleep=sleep)
     (target,) = c.targets()
     points = c.collect(target)
     assert slept == [0.3]

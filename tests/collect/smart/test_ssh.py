@@ -25,7 +25,7 @@ from pmaintd.collect.smart import SmartCollector
 from pmaintd.collect.smart_parse import parse
 from pmaintd.collect.ssh import SshTransport
 from pmaintd.collect.transport import LocalTransport, RunResult, Transport
-from pmaintd.config import Config, DiskioConfig, HostConfig, validate
+from pmaintd.config import Config, DiskioConfig, validate
 from pmaintd.telemetry import Point
 from tests.collect.smart.standin import StandIn
 from tests.services import Sshd
@@ -255,7 +255,7 @@ def diskio_and_host(inner: Transport) -> list[dict[str, object]]:
     roots = [PROC_TREES / "server"]
     t = Target("server", 60.0, 30.0, Rooted(inner, roots, "server"))
     points = DiskioCollector(DiskioConfig(), [t]).collect(t)
-    points += HostCollector(HostConfig(), [t], sleep=lambda _s: roots.insert(0, PROC_TREES / "server-later")).collect(t)
+    points += HostCollector([t], sleep=lambda _s: roots.insert(0, PROC_TREES / "server-later")).collect(t)
     return normalized(points)
 
 
