@@ -247,9 +247,11 @@ def parse_text(text: str) -> SmartReport:
     try:
         # pySMART needs a device name; with a replayed output it only builds the (unused) device path from it.
         dev = Device("replay", interface=interface, smartctl=_Replay(body))
-    except (ValueError, IndexError, KeyError, TypeError, StopIteration, AttributeError) as exc:
+        report = _from_pysmart(dev, interface)
+    except Exception as exc:
+        # pySMART (and humanfriendly under it, whose InvalidSize is no ValueError) raises whatever its regexes
+        # and int() calls hit on damaged input; any of it means "not parseable", which callers handle.
         raise SmartParseError(f"pySMART could not parse this output ({type(exc).__name__}: {exc})") from None
-    report = _from_pysmart(dev, interface)
     _text_extras(body, report)
     if not _has_device_data(report):
         raise SmartParseError("no disk identity, health or attributes found (truncated output?)", "truncated")

@@ -37,6 +37,16 @@ def test_truncated_outputs_parse_or_fail_clearly(cut: float) -> None:
         assert not part.lstrip().startswith(b"{"), f"{p.name} cut at {cut} parsed as JSON"
 
 
+@pytest.mark.parametrize("cut", ["[1", "[12.4"])
+def test_output_cut_inside_a_size_fails_clearly(cut: str) -> None:
+    """A recording cut inside pySMART's `[12.4 TB]` size makes humanfriendly raise InvalidSize (not a
+    ValueError); that must surface as SmartParseError like any other damaged output, or it would fail the
+    whole host's SMART poll instead of this one disk."""
+    data = (REC / "pysmart__singletests__nvme_win10_mingw32_0_issue_48__-d_nvme_--all__dev_sda.txt").read_text()
+    with pytest.raises(SmartParseError, match="pySMART could not parse this output"):
+        parse(data[: data.index("[12.4 TB]") + len(cut)])
+
+
 @pytest.mark.parametrize(
     ("data", "kind", "message"),
     [
