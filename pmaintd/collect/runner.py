@@ -44,8 +44,9 @@ class PollResult:
         )
 
 
-def _describe(exc: BaseException) -> str:
-    # Expected failures carry an operator-facing message; anything else is a bug, so keep its type.
+def describe_failure(exc: BaseException) -> str:
+    """A failed poll's `error` text. Expected failures (CollectError, OSError, TimeoutError) carry an
+    operator-facing message; anything else is a bug, so its type is kept in front."""
     if isinstance(exc, CollectError | OSError | TimeoutError):
         return str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {exc}"
@@ -74,7 +75,7 @@ def poll(collector: Collector, target: Target) -> PollResult:
     if worker.is_alive():
         return PollResult(collector.name, target.name, started, duration, error=f"timed out after {target.timeout:g}s")
     if "error" in box:
-        return PollResult(collector.name, target.name, started, duration, error=_describe(box["error"]))  # type: ignore[arg-type]
+        return PollResult(collector.name, target.name, started, duration, error=describe_failure(box["error"]))  # type: ignore[arg-type]
     return PollResult(collector.name, target.name, started, duration, list(box["points"]))  # type: ignore[call-overload]
 
 
