@@ -141,10 +141,10 @@ class SshTransport:
         r = self._exec(full, timeout)
         if r.returncode == 127 and ("not found" in r.stderr or "No such file" in r.stderr):
             raise FileNotFoundError(errno.ENOENT, f"{self.host}: {full[0]} not found on the remote PATH", full[0])
-        if full[0] == "sudo" and r.returncode == 1 and "sudo:" in r.stderr and not r.stdout:
-            raise PermissionError(
-                errno.EPERM, f"{self.host}: sudo -n refused {argv[0]}: {r.stderr.strip()[:200]}", argv[0]
-            )
+        if full[:2] == ["sudo", "-n"] and r.returncode == 1 and "sudo:" in r.stderr and not r.stdout:
+            # The caller may have put `sudo -n` in argv itself ([collect.smart] sudo): name the real program.
+            prog = full[2] if len(full) > 2 else "sudo"
+            raise PermissionError(errno.EPERM, f"{self.host}: sudo -n refused {prog}: {r.stderr.strip()[:200]}", prog)
         return RunResult(tuple(argv), r.returncode, r.stdout, r.stderr)
 
     def close(self) -> None:
