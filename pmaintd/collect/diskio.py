@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from pmaintd.collect import CollectError, Collector, Target, register
 from pmaintd.collect.files import read_many
-from pmaintd.collect.hosts import host_targets
+from pmaintd.collect.hosts import host_targets, transport_of
 from pmaintd.collect.procfs import SECTOR_BYTES, DiskStats, ParseError, parse_diskstats, parse_udev_db
 from pmaintd.collect.transport import Transport
 from pmaintd.config import Config, DiskioConfig
@@ -129,9 +129,7 @@ class DiskioCollector:
         return not self._section.devices or any(fnmatch.fnmatchcase(name, g) for g in self._section.devices)
 
     def collect(self, target: Target) -> list[Point]:
-        tr = target.transport
-        if tr is None:
-            raise CollectError(f"diskio target {target.name} has no transport")
+        tr = transport_of(self.name, target)
         try:
             text = tr.read_text("/proc/diskstats")
         except OSError as exc:

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from pmaintd.collect import CollectError, Collector, Target, register
 from pmaintd.collect.files import list_optional, read_many
-from pmaintd.collect.hosts import host_targets
+from pmaintd.collect.hosts import host_targets, transport_of
 from pmaintd.collect.procfs import (
     CPU_STATES,
     CpuTimes,
@@ -373,9 +373,7 @@ class HostCollector:
         return self._targets
 
     def collect(self, target: Target) -> list[Point]:
-        tr = target.transport
-        if tr is None:
-            raise CollectError(f"host target {target.name} has no transport")
+        tr = transport_of(self.name, target)
         layout = self._layout(tr, target.name)
         files = read_many(tr, [*PROC_FILES, *(p for sensor in layout.sensors for p in sensor.files.values())])
         ts = now_ns()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Hashable
 
-from pmaintd.collect import Target
+from pmaintd.collect import CollectError, Target
 from pmaintd.collect.targets import local_hostname
 from pmaintd.collect.transport import LocalTransport, Transport
 from pmaintd.config import Config, HostEntry, LocalCollectorConfig
@@ -53,6 +53,14 @@ def host_targets(cfg: Config, collector: str, section: LocalCollectorConfig) -> 
         if collector in h.collect:
             out.append(Target(h.name, section.interval, section.timeout, transport_for(h)))
     return out
+
+
+def transport_of(collector: str, target: Target) -> Transport:
+    """A machine target's transport. host_targets always sets one; a hand-built Target without one fails
+    its own poll with a message instead of an AttributeError."""
+    if target.transport is None:
+        raise CollectError(f"{collector} target {target.name} has no transport")
+    return target.transport
 
 
 def close_transports() -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from pmaintd.collect import CollectError, Collector, Target, register
-from pmaintd.collect.hosts import host_targets
+from pmaintd.collect.hosts import host_targets, transport_of
 from pmaintd.collect.smart_parse import METRIC_FIELDS, SmartParseError, SmartReport, parse, parse_scan
 from pmaintd.collect.transport import RunResult, Transport
 from pmaintd.telemetry import SMART_ATTRIBUTE, SMART_DEVICE, Point, now_ns
@@ -75,9 +75,7 @@ class SmartCollector:
         return self._targets
 
     def collect(self, target: Target) -> list[Point]:
-        tr = target.transport
-        if tr is None:
-            raise CollectError(f"smart target {target.name} has no transport")
+        tr = transport_of(self.name, target)
         disks = self.discover(tr)
         if not disks:
             return []
