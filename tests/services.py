@@ -163,6 +163,15 @@ class Sshd(Process):
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def foreign_known_hosts(self, path: Path) -> Path:
+        """Write a known_hosts at `path` listing a fresh key, not this server's, for its address: what a
+        client sees once the host key changed (or another machine answers on that address)."""
+        key = path.with_name(f"{path.name}.foreign_key")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        kt, pub = Path(f"{key}.pub").read_text().split()[:2]
+        path.write_text(f"[127.0.0.1]:{self.port} {kt} {pub}\n")
+        return path
+
 
 def start_sshd(workdir: Path) -> Sshd:
     """OpenSSH server on a free loopback port with its own host key; key auth only."""

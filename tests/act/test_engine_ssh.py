@@ -4,7 +4,6 @@ failures, undo, idempotency and the audit trail (audit.jsonl and pmaintd_action 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -136,8 +135,7 @@ def test_host_key_refusal_fails_and_runs_nothing(sshd: Sshd, tmp_path: Path, mak
     if bad == "empty":
         known.write_text("")
     else:
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")], check=True)
-        known.write_text(f"[127.0.0.1]:{sshd.port} " + " ".join((tmp_path / "k.pub").read_text().split()[:2]) + "\n")
+        sshd.foreign_known_hosts(known)
     before = known.read_text()
     engine = make_engine(_config(sshd, tmp_path, known_hosts=known))
     [d] = engine.run_once([forecast("web1", 0.9)])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -71,11 +70,7 @@ def test_damaged_known_hosts_is_a_clear_error_and_nothing_runs(sshd: Sshd, tmp_p
 
 
 def test_changed_host_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    kt, key = (tmp_path / "other.pub").read_text().split()[:2]
-    wrong = tmp_path / "known_hosts"
-    wrong.write_text(f"[127.0.0.1]:{sshd.port} {kt} {key}\n")
+    wrong = sshd.foreign_known_hosts(tmp_path / "known_hosts")
     marker = tmp_path / "ran"
     with pytest.raises(HostKeyRejected, match="CHANGED"):
         SshClient(_endpoint(sshd, wrong)).run(f"touch {marker}", timeout=5)

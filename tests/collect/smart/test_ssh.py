@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,11 +197,7 @@ def test_unknown_host_key_is_refused_before_anything_runs(sshd: Sshd, standin: S
 
 
 def test_changed_host_key_is_refused_before_anything_runs(sshd: Sshd, standin: StandIn, tmp_path: Path) -> None:
-    other = tmp_path / "other"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    kt, key = (tmp_path / "other.pub").read_text().split()[:2]
-    wrong = tmp_path / "known_hosts"
-    wrong.write_text(f"[127.0.0.1]:{sshd.port} {kt} {key}\n")
+    wrong = sshd.foreign_known_hosts(tmp_path / "known_hosts")
     standin.serve(SCAN, {"/dev/sda": {"file": ATA}})
     c, t = smart_of(config(sshd, standin, known_hosts=wrong))
     with pytest.raises(CollectError, match="CHANGED"):
