@@ -31,6 +31,18 @@ collect = []
 """
 
 
+def policy_toml(name: str, action: str, mode: str, kind: str = "host", min_probability: float = 0.5) -> str:
+    """A [[policies]] entry."""
+    return f"""
+[[policies]]
+name = "{name}"
+kind = "{kind}"
+min_probability = {min_probability}
+action = "{action}"
+mode = "{mode}"
+"""
+
+
 def forecast(entity: str, probability: float = 0.9, kind: str = "host", **kw: object) -> Forecast:
     return Forecast.from_mapping({"kind": kind, "entity": entity, "probability": probability,
                                   "horizon_hours": 24, **kw})  # fmt: skip

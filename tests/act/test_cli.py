@@ -10,17 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from pmaintd.cli import cli
-from tests.act.conftest import write_forecasts
+from tests.act.conftest import policy_toml, write_forecasts
 
 
 def _setup(tmp_path: Path, count: int = 2, mode: str = "auto") -> tuple[list[str], Path]:
     out = tmp_path / "out"
     out.mkdir()
     cfg = tmp_path / "pmaintd.toml"
-    policies = "".join(
-        f'[[policies]]\nname = "{n}"\nkind = "host"\nmin_probability = 0.5\naction = "mark"\nmode = "{mode}"\n'
-        for n in ("first", "second")
-    )
+    policies = policy_toml("first", "mark", mode) + policy_toml("second", "mark", mode)
     cfg.write_text(f"""
 [actions.mark]
 run_on = "local"

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.act.conftest import host_toml, write_forecasts
+from tests.act.conftest import host_toml, policy_toml, write_forecasts
 from tests.services import Sshd
 
 pytestmark = pytest.mark.service
@@ -44,13 +44,7 @@ command = "echo {{entity}} >> {out}/runs; echo $$ > {out}/pid; {body}"
 verify = "test -e {out}/applied"
 timeout = "2m"
 
-[[policies]]
-name = "p"
-kind = "host"
-min_probability = 0.5
-action = "slow"
-mode = "approve"
-
+{policy_toml("p", "slow", "approve")}
 [limits]
 max_fleet_fraction = 1.0
 """)

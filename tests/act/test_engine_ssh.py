@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from pmaintd.act.engine import ActionEngine, ActionError, IllegalTransition
-from tests.act.conftest import forecast, host_toml
+from tests.act.conftest import forecast, host_toml, policy_toml
 from tests.services import Sshd
 
 pytestmark = pytest.mark.service
@@ -34,13 +34,7 @@ verify = "{verify}"
 undo = "printf 'undo %s\\\\n' {{entity}} >> {out}/ran"
 timeout = "10s"
 
-[[policies]]
-name = "p"
-kind = "host"
-min_probability = 0.5
-action = "mark"
-mode = "{mode}"
-{extra}
+{policy_toml("p", "mark", mode)}{extra}
 [limits]
 max_concurrent = 1
 max_per_hour = 100

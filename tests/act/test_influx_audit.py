@@ -12,7 +12,7 @@ from pmaintd import config
 from pmaintd.act.engine import ActionEngine
 from pmaintd.config import StoreConfig
 from pmaintd.store import open_store
-from tests.act.conftest import forecast
+from tests.act.conftest import forecast, policy_toml
 from tests.services import Influxd
 
 pytestmark = pytest.mark.service
@@ -23,7 +23,7 @@ def test_transitions_are_queryable_in_influxdb(influxd: Influxd, tmp_path: Path)
     store = open_store(StoreConfig(kind="influxdb", url=influxd.url, database=db), tmp_path)
     p = tmp_path / "c.toml"
     p.write_text(f'[actions.a]\nrun_on = "local"\ncommand = "echo {{entity}} >> {tmp_path}/ran"\n'
-                 '[[policies]]\nname = "p"\nkind = "disk"\nmin_probability = 0.5\naction = "a"\nmode = "auto"\n'
+                 f'{policy_toml("p", "a", "auto", kind="disk")}'
                  "[limits]\nmax_fleet_fraction = 1.0\n")  # fmt: skip
     engine = ActionEngine(config.load(p), tmp_path / "state", store)
     hostile = 'ZA1"; DROP DATABASE x; --'

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pmaintd.act.engine import ActionError
-from tests.act.conftest import forecast, host_toml
+from tests.act.conftest import forecast, host_toml, policy_toml
 from tests.services import Sshd
 
 pytestmark = pytest.mark.service
@@ -21,9 +21,7 @@ def _config(sshd: Sshd, tmp_path: Path, limits: str, policies: str = "", command
     out = tmp_path / "remote"
     out.mkdir(exist_ok=True)
     command = command or f"echo {{entity}} >> {out}/ran"
-    policies = policies or (
-        '[[policies]]\nname = "p"\nkind = "host"\nmin_probability = 0.5\naction = "mark"\nmode = "auto"\n'
-    )
+    policies = policies or policy_toml("p", "mark", "auto")
     return host_toml(sshd) + f"""
 [actions.mark]
 run_on = "h1"
@@ -55,21 +53,7 @@ def _wait_for(path: Path, timeout: float = 15) -> None:
 
 
 def test_max_concurrent_with_an_action_really_running(sshd: Sshd, tmp_path: Path, make_engine: Callable) -> None:
-    policies = """
-[[policies]]
-name = "slow"
-kind = "disk"
-min_probability = 0.5
-action = "slow"
-mode = "auto"
-
-[[policies]]
-name = "p"
-kind = "host"
-min_probability = 0.5
-action = "mark"
-mode = "auto"
-"""
+    policies = policy_toml("slow", "slow", "auto", kind="disk") + policy_toml("p", "mark", "auto")
     text = _config(sshd, tmp_path, "max_concurrent = 1\nmax_per_hour = 100\nmax_fleet_fraction = 1.0\ncooldown = 0",
                    policies)  # fmt: skip
     daemon, cli = make_engine(text), make_engine(text)  # two engines: like the daemon and a CLI process
@@ -96,21 +80,7 @@ def test_max_concurrent_counts_claims_within_one_batch(sshd: Sshd, tmp_path: Pat
 
 
 def test_approval_is_refused_while_a_limit_is_hit(sshd: Sshd, tmp_path: Path, make_engine: Callable) -> None:
-    policies = """
-[[policies]]
-name = "slow"
-kind = "disk"
-min_probability = 0.5
-action = "slow"
-mode = "auto"
-
-[[policies]]
-name = "p"
-kind = "host"
-min_probability = 0.5
-action = "mark"
-mode = "approve"
-"""
+    policies = policy_toml("slow", "slow", "auto", kind="disk") + policy_toml("p", "mark", "approve")
     text = _config(sshd, tmp_path, "max_concurrent = 1\nmax_fleet_fraction = 1.0\ncooldown = 0", policies)
     daemon, cli = make_engine(text), make_engine(text)
     [proposal] = cli.run_once([forecast("web1")])
@@ -157,10 +127,7 @@ def test_max_fleet_fraction(sshd: Sshd, tmp_path: Path, make_engine: Callable) -
 
 
 def test_cooldown_per_entity(sshd: Sshd, tmp_path: Path, make_engine: Callable) -> None:
-    policies = "".join(
-        f'[[policies]]\nname = "{n}"\nkind = "host"\nmin_probability = 0.5\naction = "mark"\nmode = "auto"\n'
-        for n in ("first", "second")
-    )
+    policies = policy_toml("first", "mark", "auto") + policy_toml("second", "mark", "auto")
     limits = 'max_concurrent = 10\nmax_per_hour = 100\nmax_fleet_fraction = 1.0\ncooldown = "1h"'
     engine = make_engine(_config(sshd, tmp_path, limits, policies))
     a, b = engine.run_once([forecast("web1")])
