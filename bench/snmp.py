@@ -115,7 +115,9 @@ async def reference_round(address: str, community: str, tables: list[str], reps:
 async def bench_agent(label: str, address: str, community: str, args: argparse.Namespace) -> list[list[object]]:
     rows: list[list[object]] = []
     coll = make_collector(address, community, max(args.concurrent, 1), args.max_repetitions, args.timeout)
-    warm = await coll.aprobe(coll.targets()[0])  # engine build, profile match: not part of a steady poll
+    # Engine build, profile match and the first walk (which learns table sizes) are not a steady poll.
+    warm = await coll.aprobe(coll.targets()[0])
+    await asyncio.gather(*(coll.aprobe(t) for t in coll.targets()[1:]))
     tables = reference_tables(warm.match.profile)
     await reference_poll(address, community, tables, args.max_repetitions, args.timeout)
     for mode, conc in (("sequential", 1), (f"concurrent x{args.concurrent}", args.concurrent)):
