@@ -269,6 +269,9 @@ class DaemonConfig(Section):
     stop_timeout: PositiveDuration = 8.0
     """On SIGTERM, how long pending writes may take to flush before the daemon exits anyway (keep it below
     the unit's TimeoutStopSec)."""
+    retrain_interval: Duration = 0.0
+    """Run `pmaintd retrain` for every [forecast] kind this often, from the daemon; 0 = never (the default:
+    systemd's pmaintd-retrain.timer does it, with its own CPU and I/O limits)."""
 
 
 SNMP_AUTH_PROTOCOLS = ("SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512", "MD5")

@@ -21,6 +21,8 @@ asyncio loop driven by APScheduler 3:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import queue
@@ -326,6 +328,7 @@ class Daemon:
         self._forecast_pool = ThreadPoolExecutor(1, thread_name_prefix="pmaintd-forecast")
         self._last_forecast: tuple[float, CycleResult] | None = None
         self._forecast_error: str | None = None
+        self._retrain_proc: asyncio.subprocess.Process | None = None
         self._runstate_error: str | None = None
 
     # ---- start ---------------------------------------------------------------------------------------
@@ -555,6 +558,48 @@ class Daemon:
         self._publish_status()
         return True
 
+    async def retrain(self) -> bool:
+        """`[daemon] retrain_interval`: `pmaintd retrain --kind K` for each forecast kind, each in its own
+        process (training must not share this one's CPU and memory); the next forecast loads a promoted model."""
+        ok = True
+        env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+        for kind in self.cfg.forecast.kinds:
+            argv = [sys.executable, "-c", "from pmaintd.cli import main; main()"]
+            argv += ["--config", str(self.config_path)] if self.config_path else []
+            argv += ["--state-dir", str(self.state_dir), "retrain", "--kind", kind, "--json"]
+            t0 = time.monotonic()
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+            )
+            self._retrain_proc = proc
+            try:
+                out, err = await proc.communicate()
+            finally:
+                self._retrain_proc = None
+            took = time.monotonic() - t0
+            if proc.returncode != 0:
+                lines = [ln for ln in err.decode(errors="replace").splitlines() if ln.strip()]
+                log.warning("retrain %s failed (exit %s) after %.0fs: %s", kind, proc.returncode, took,
+                            lines[-1] if lines else "no message")  # fmt: skip
+                self.metrics.retrains.labels(kind, "failed").inc()
+                ok = False
+                continue
+            try:
+                res = json.loads(out)
+            except ValueError:
+                res = {}
+            promoted = bool(res.get("promoted"))
+            self.metrics.retrains.labels(kind, "promoted" if promoted else "kept").inc()
+            log.info("retrain %s in %.0fs: %s (%s)", kind, took,
+                     f"promoted {res.get('challenger_version')}" if promoted else "kept the current model",
+                     res.get("reason", ""))  # fmt: skip
+        return ok
+
     async def housekeeping(self) -> bool:
         """store.maintain() (retention, checkpoints, spool replay), then automatic incident detection
         (`[incidents] detect`), both in the writer thread: detection writes what it finds, and the store
@@ -679,6 +724,15 @@ class Daemon:
                 ),
                 id="forecast",
                 name="forecast",
+            )
+        if d.retrain_interval > 0:
+            sched.add_job(
+                self.retrain,
+                IntervalTrigger(
+                    seconds=d.retrain_interval, start_date=now + timedelta(seconds=d.retrain_interval), timezone=UTC
+                ),
+                id="retrain",
+                name="retrain",
             )
         sched.add_job(
             self.housekeeping,
@@ -844,6 +898,9 @@ class Daemon:
             await asyncio.to_thread(self.http.close)  # shutdown() waits up to 0.5 s for the serving thread
         await _release(Retired(self.collectors, self.targets, self.pools))
         self._stop_forecasting()
+        if self._retrain_proc is not None and self._retrain_proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._retrain_proc.pid, signal.SIGTERM)  # its challenger is simply not promoted
         if flushed and self.runstate is not None:
             self.runstate.close()
         self.notifier.close()
@@ -859,6 +916,7 @@ class Daemon:
     async def once(self) -> int:
         """`run --once`: every job one time (polls concurrently), then flush and exit; 1 if any poll failed."""
         results = await asyncio.gather(*(self.poll(c, t) for c in self.collectors for t in self.targets[c.name]))
+        rt = await self.retrain() if self.cfg.daemon.retrain_interval > 0 else True
         fc = await self.forecast() if self.cfg.forecast.enabled else True
         hk = await self.housekeeping()
         assert self.writer is not None
@@ -872,7 +930,7 @@ class Daemon:
         for (c, t), h in sorted(self.health.items()):
             if h.failing:
                 print(f"pmaintd: {c} {t}: {h.error}", file=sys.stderr)
-        return 0 if all(results) and fc and hk else 1
+        return 0 if all(results) and rt and fc and hk else 1
 
 
 def run(

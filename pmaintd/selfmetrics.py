@@ -101,6 +101,12 @@ class SelfMetrics:
             ["outcome"],
             registry=r,
         )
+        self.retrains = Counter(
+            "pmaintd_retrains",
+            "Retrain runs started by the daemon, by kind and outcome",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.reloads = Counter("pmaintd_reloads", "SIGHUP reloads by outcome", ["outcome"], registry=r)
         self.housekeeping_runs = Counter(
             "pmaintd_housekeeping_runs", "Store maintenance runs by outcome", ["outcome"], registry=r

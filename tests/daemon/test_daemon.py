@@ -608,3 +608,42 @@ def test_a_broken_model_fails_the_start_before_ready(tmp_path, notify, daemons):
     assert "cannot start: model disk at" in d.stderr
     notify.drain(0.3)
     assert not notify.with_key("READY")
+
+
+def test_retrain_job_trains_promotes_and_the_forecast_job_picks_it_up(tmp_path, notify, daemons):
+    """No model at start; real Backblaze drive histories (with their failures as incidents) in the store.
+    The daemon's retrain job runs `pmaintd retrain` in its own process, which trains and promotes a model;
+    the next forecast loads it without a restart and scores the drives."""
+    import datetime as dt
+
+    import polars as pl
+
+    from pmaintd.forecast.backblaze import read_backblaze, to_points
+    from pmaintd.store.sqlite import SqliteStore
+    from tests.forecast.conftest import HDS
+
+    state = tmp_path / "state"
+    df = read_backblaze([HDS])
+    df = df.with_columns(pl.col("date") + (dt.date.today() - df["date"].max()))
+    st = SqliteStore(state / "pmaintd.db")
+    for batch in to_points(df):
+        st.write(batch)
+    st.close()
+
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    # retention: the sample's 120 days must survive the daemon's housekeeping (30 days by default).
+    extra = '[forecast]\ninterval = "2s"\nkinds = ["disk"]\nmin_history = "1d"\n[store]\nretention = "3650d"\n'
+    cfg = make_config(listen, extra=extra).replace("[daemon]\n", '[daemon]\nretrain_interval = "2s"\n')
+    d = start(daemons, tmp_path, cfg, notify)
+    msg = notify.wait_for(lambda f: f.get("READY") == "1", 60)
+    assert "no forecast model yet" in msg.fields["STATUS"]
+    wait_until(lambda: "retrain disk " in d.stderr, 180, "the first retrain", step=1.0)
+    m = re.search(r"retrain disk in \d+s: promoted (\S+)", d.stderr)
+    assert m, d.stderr[-3000:]
+    version = m.group(1)
+    msg = notify.wait_for(lambda f: "last forecast" in f.get("STATUS", ""), 60)
+    assert re.search(r"last forecast \S+: [1-9]\d* entities", msg.fields["STATUS"])
+    assert metric(metrics(listen), "pmaintd_retrains_total", kind="disk", outcome="promoted") >= 1
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+    assert d.stderr.index(f"models loaded: disk {version}") > d.stderr.index("retrain disk in")
