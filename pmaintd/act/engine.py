@@ -30,7 +30,7 @@ import psutil
 
 from pmaintd.act.audit import AnnotateFn, Auditor
 from pmaintd.act.executor import Executor
-from pmaintd.act.limits import blocking_limit, in_effect_where
+from pmaintd.act.limits import IN_EFFECT_WHERE, blocking_limit
 from pmaintd.act.policy import Decision, Forecast, low_confidence
 from pmaintd.act.state import TRANSITIONS, ActionDB, ActionRecord, IllegalTransition, NoSuchAction
 from pmaintd.act.templates import render
@@ -133,7 +133,7 @@ class ActionEngine:
                 now = time.time()
                 pending += self._expire(now)
                 for kind, members in fleet.items():  # entities acted on are part of the fleet, forecast or not
-                    members |= self.db.entities(f"kind = ? AND {in_effect_where()}", (kind, now))
+                    members |= self.db.entities(f"kind = ? AND {IN_EFFECT_WHERE}", (kind, now))
                 for f in forecasts:
                     policies = [p for p in self.cfg.policies if p.kind == f.kind]
                     if not policies:
@@ -151,7 +151,9 @@ class ActionEngine:
             self.auditor.record(rec)
         return decisions
 
-    def _decide(self, f: Forecast, p: PolicyConfig, fleet: int, dry_run: bool, pending: list) -> Decision:
+    def _decide(
+        self, f: Forecast, p: PolicyConfig, fleet: int, dry_run: bool, pending: list[dict[str, Any]]
+    ) -> Decision:
         action = p.action
         if f.probability < p.min_probability:
             why = f"probability {f.probability:.3g} < min_probability {p.min_probability:g}"

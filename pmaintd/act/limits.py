@@ -16,16 +16,16 @@ IN_FLIGHT = ("approved", "auto", "running", "unknown")
 """Claimed and not finished: what max_concurrent counts."""
 
 
-def in_effect_where() -> str:
-    """Rows whose effect is still on the fleet: in flight, or succeeded and still inside its forecast window."""
-    marks = ", ".join(f"'{s}'" for s in IN_FLIGHT)
-    return f"(state IN ({marks}) OR (state = 'succeeded' AND window_end > ?))"
+_IN_FLIGHT_SQL = "state IN ({})".format(", ".join(f"'{s}'" for s in IN_FLIGHT))
+
+IN_EFFECT_WHERE = f"({_IN_FLIGHT_SQL} OR (state = 'succeeded' AND window_end > ?))"
+"""SQL for rows whose effect is still on the fleet: in flight, or succeeded and still inside its forecast
+window (the one `?` is now)."""
 
 
 def blocking_limit(db: ActionDB, limits: LimitsConfig, kind: str, entity: str, fleet: int, now: float) -> str | None:
     """The first limit acting on `entity` now would break, phrased for an operator; None when it may go ahead."""
-    marks = ", ".join("?" for _ in IN_FLIGHT)
-    in_flight = db.count(f"state IN ({marks})", IN_FLIGHT)
+    in_flight = db.count(_IN_FLIGHT_SQL)
     if in_flight >= limits.max_concurrent:
         return f"limit max_concurrent = {limits.max_concurrent} reached ({in_flight} in flight)"
     last_hour = db.count("claimed >= ?", (now - 3600,))
@@ -36,7 +36,7 @@ def blocking_limit(db: ActionDB, limits: LimitsConfig, kind: str, entity: str, f
         ago = format_duration(round(now - last))
         return f"cooldown: {entity!r} was acted on {ago} ago (cooldown = {format_duration(limits.cooldown)})"
     allowed = math.floor(limits.max_fleet_fraction * fleet + 1e-9)
-    busy = db.count(f"kind = ? AND entity != ? AND {in_effect_where()}", (kind, entity, now), "DISTINCT entity")
+    busy = db.count(f"kind = ? AND entity != ? AND {IN_EFFECT_WHERE}", (kind, entity, now), "DISTINCT entity")
     if busy + 1 > allowed:
         return (
             f"limit max_fleet_fraction = {limits.max_fleet_fraction:g} of a fleet of {fleet} {kind} entities "
