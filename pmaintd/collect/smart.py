@@ -144,6 +144,8 @@ class SmartCollector:
         return list(found.values())
 
     def _smartctl(self, tr: Transport, args: list[str], timeout: float) -> RunResult:
+        """smartctl needs root: [collect.smart] sudo wraps it in `sudo -n` on every host; otherwise it is run
+        as privileged, which the transport wraps where its [[hosts]] entry has sudo = true."""
         argv = [self.section.smartctl, *args]
         if self.section.sudo:
             return tr.run(["sudo", "-n", *argv], timeout)
