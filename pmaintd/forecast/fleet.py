@@ -44,6 +44,8 @@ NETWORK_SPEC = FeatureSpec(
 )
 
 ANOMALY_METRICS = ("cpu_used", "mem_used_percent", "load_per_cpu")
+ANOMALY_HISTORY_HOURS = 9 * 24.0
+"""History that determines an anomaly score exactly (7 previous days, spread windows, floor window)."""
 """Host metrics whose unsupervised anomaly score (the largest of them) is the `anomaly` feature."""
 
 
@@ -68,7 +70,9 @@ class FleetKind:
 
 
 KINDS: dict[str, FleetKind] = {
-    "host": FleetKind(HOST_SPEC, host_frame),
+    # A host's anomaly feature at time t depends on the week before t (same-slot days) plus its spread
+    # windows: nine days of history make the live value equal the training value for samples up to 5 min.
+    "host": FleetKind(HOST_SPEC, host_frame, history_hours=ANOMALY_HISTORY_HOURS),
     "network": FleetKind(NETWORK_SPEC, network_input),
 }
 
@@ -97,7 +101,9 @@ ANOMALY_SOURCES: dict[str, tuple[Callable[[Store, int | None, int | None], pl.Da
 }
 
 
-def anomaly_points(store: Store, now: int, lookback_s: float = 8 * 86400.0, fresh_s: float = 3600.0) -> list[Point]:
+def anomaly_points(
+    store: Store, now: int, lookback_s: float = ANOMALY_HISTORY_HOURS * 3600, fresh_s: float = 3600.0
+) -> list[Point]:
     """`pmaintd_anomaly` points: each entity's latest anomaly score and the metric behind it.
 
     The lookback covers the seasonal comparison (a week of previous days) so a score at `now` is the same

@@ -118,3 +118,18 @@ def test_full_nab_host_corpus(shared_data: Path) -> None:
         fps.append(ev.false_positive_rate)
     assert (flagged, total) == (25, 39)
     assert float(np.mean(fps)) < 0.01
+
+
+def test_nine_days_of_history_give_the_full_history_score() -> None:
+    """Live scoring reads only ANOMALY_HISTORY_HOURS of telemetry; the newest score must equal training's."""
+    from pmaintd.forecast.fleet import ANOMALY_HISTORY_HOURS
+
+    rng = np.random.default_rng(2)
+    n = 288 * 20  # 20 days at 5 minutes
+    t = np.arange(n, dtype=np.int64) * STEP
+    x = 30 + 10 * np.sin(np.arange(n) / 288 * 2 * np.pi) + rng.normal(0, 2, n)
+    x[-5:] += 40
+    full = anomaly_scores(t, x)
+    keep = t > t[-1] - int(ANOMALY_HISTORY_HOURS * 3600) * 1_000_000_000
+    part = anomaly_scores(t[keep], x[keep])
+    np.testing.assert_allclose(part[-12:], full[-12:])
