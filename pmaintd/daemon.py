@@ -14,6 +14,9 @@ asyncio loop driven by APScheduler 3:
   holds at most one thread. Async collectors (`acollect`, SNMP) are awaited on the loop.
 - points go to ONE writer thread (sqlite wants a single writer; InfluxDB wants large batches), which also
   runs housekeeping, so no store call ever blocks the loop.
+- forecasting and the policies run in one dedicated thread every `[forecast] interval` (pmaintd.forecasting);
+  housekeeping (retention, checkpoints, spool replay, incident detection) every `housekeeping_interval`;
+  retraining, when `[daemon] retrain_interval` asks for it, in a child process per kind.
 - WATCHDOG=1 is sent by a task on the loop itself: if the loop blocks, the pings stop and systemd kills
   and restarts the daemon, which is what the watchdog is for.
 """
