@@ -4,6 +4,7 @@ concurrency (an agent that never answers does not hold back the others)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import subprocess
 import time
@@ -204,3 +205,33 @@ def test_later_polls_size_requests_to_the_tables(snmpd):
     assert len(second.points) == len(first.points)
     assert second.varbinds < 0.85 * first.varbinds, (first.varbinds, second.varbinds)
     assert second.requests <= first.requests
+
+
+def test_concurrency_bounds_polls_in_flight(snmpd):
+    """[snmp] concurrency is a real bound: with one slot, a poll waits for the one ahead of it."""
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", 0))
+    try:
+        coll = collector([
+            {"name": "dead", "address": f"127.0.0.1:{hole.getsockname()[1]}", "community": "c", "timeout": "1s",
+             "retries": 0},
+            {"name": "good", "address": snmpd.address, "community": "public"},
+        ], concurrency=1)
+        done: dict[str, float] = {}
+
+        async def timed(t, start):
+            with contextlib.suppress(CollectError):
+                await coll.acollect(t)
+            done[t.name] = time.monotonic() - start
+
+        async def run():
+            start = time.monotonic()
+            try:
+                await asyncio.gather(*(timed(t, start) for t in coll.targets()))
+            finally:
+                await coll.aclose()
+
+        asyncio.run(run())
+    finally:
+        hole.close()
+    assert done["good"] >= 0.95 and done["good"] >= done["dead"], done
