@@ -105,6 +105,16 @@ def parse_time(text: str) -> int:
     return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
 
 
+def device_text(value: object) -> str | None:
+    """A string a device reports about itself (serial, model, firmware) as a tag value: control characters
+    dropped and whitespace runs (firmware pads fixed-width fields) folded to one space; None when nothing is
+    left. diskio and smart both use it, so a disk's serial_no is the same string whether it came from
+    udev/sysfs or from smartctl, and the two join on it."""
+    if not isinstance(value, str):
+        return None
+    return " ".join("".join(ch for ch in value if ch.isprintable() or ch.isspace()).split()) or None
+
+
 def disk_entity(serial: str | None, wwn: str | None) -> str | None:
     """A disk's identity: its serial number, else its WWN; never the device name, which moves."""
     return serial or wwn or None

@@ -30,7 +30,7 @@ from pmaintd.collect.hosts import host_targets, transport_of
 from pmaintd.collect.procfs import SECTOR_BYTES, DiskStats, ParseError, parse_diskstats, parse_udev_db
 from pmaintd.collect.transport import Transport
 from pmaintd.config import Config, DiskioConfig
-from pmaintd.telemetry import DISKIO, FieldValue, Point, now_ns
+from pmaintd.telemetry import DISKIO, FieldValue, Point, device_text, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +73,6 @@ def normalize_wwn(raw: str | None) -> str | None:
     return None
 
 
-def _clean(value: str | None) -> str | None:
-    """Serials come from device firmware: strip padding and control characters (as Telegraf does)."""
-    if value is None:
-        return None
-    v = "".join(ch for ch in value if ch.isprintable()).strip()
-    return v or None
-
-
 def identity_files(d: DiskStats) -> list[str]:
     """Where a whole disk's serial and WWN may be found: udev's database entry, then sysfs."""
     sysfs = f"/sys/block/{d.name}"
@@ -97,9 +89,10 @@ def disk_identity(d: DiskStats, files: dict[str, str]) -> dict[str, str]:
     """serial / serial_no / wwn of a whole disk from its identity_files (as read); empty when unknown."""
     udev, dev_serial, serial, dev_wwid, wwid = identity_files(d)
     props = parse_udev_db(files[udev]) if udev in files else {}
-    serial_no = _clean(props.get("ID_SERIAL_SHORT")) or _clean(files.get(dev_serial)) or _clean(files.get(serial))
+    short = props.get("ID_SERIAL_SHORT")
+    serial_no = device_text(short) or device_text(files.get(dev_serial)) or device_text(files.get(serial))
     wwn = normalize_wwn(props.get("ID_WWN")) or normalize_wwn(files.get(dev_wwid)) or normalize_wwn(files.get(wwid))
-    tags = {"serial": _clean(props.get("ID_SERIAL")) or serial_no, "serial_no": serial_no, "wwn": wwn}
+    tags = {"serial": device_text(props.get("ID_SERIAL")) or serial_no, "serial_no": serial_no, "wwn": wwn}
     return {k: v for k, v in tags.items() if v}
 
 

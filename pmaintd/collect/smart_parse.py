@@ -32,6 +32,8 @@ from pySMART import Device  # noqa: E402
 from pySMART.interface import AtaAttributes, NvmeAttributes, SCSIAttributes  # noqa: E402
 from pySMART.smartctl import Smartctl  # noqa: E402
 
+from pmaintd.telemetry import device_text  # noqa: E402
+
 if _lang is None:
     os.environ.pop("LANG", None)
 else:
@@ -425,9 +427,9 @@ def _guess_interface(lines: list[str]) -> str:
 
 def _from_pysmart(dev: Device, interface: str) -> SmartReport:
     r = SmartReport(source="text")
-    r.model = _clean(dev.model)
-    r.serial_no = _clean(dev.serial)  # _text_extras replaces it with the whole line's value
-    r.firmware = _clean(dev.firmware)
+    r.model = device_text(dev.model)
+    r.serial_no = device_text(dev.serial)  # _text_extras replaces it with the whole line's value
+    r.firmware = device_text(dev.firmware)
     r.capacity_bytes = dev._capacity  # pySMART keeps the exact byte count private
     r.smart_enabled = dev.smart_enabled if (dev.smart_enabled or dev.smart_capable) else None
     # pySMART turns PASSED into WARN when an attribute failed in the past; health_ok is the drive's own verdict.
@@ -498,10 +500,10 @@ def _text_extras(lines: list[str], r: SmartReport) -> None:
     elif m := _NVME_EUI.search(text):
         r.wwn = "eui." + "".join(m.groups()).lower()
     if r.model is None and (m := _OLD_SCSI_DEVICE.search(text)):
-        r.model = _clean(m.group(1))
+        r.model = device_text(m.group(1))
     if m := _SERIAL.search(text):
         serial = m.group(1).strip()
-        r.serial_no = None if serial.startswith("[No ") or not serial else _clean(serial)
+        r.serial_no = None if serial.startswith("[No ") or not serial else device_text(serial)
     if r.device_type == "scsi" and r.non_medium_errors is None and (m := _NON_MEDIUM.search(text)):
         r.non_medium_errors = int(m.group(1))  # pySMART looks for a lower-case spelling smartctl never printed
     if r.power_on_hours is None and (m := _SCSI_POH.search(text)):
@@ -522,9 +524,10 @@ def _from_json(doc: dict[str, Any]) -> SmartReport:
     r = SmartReport(source="json")
     dev = _dict(doc.get("device"))
     proto = str(dev.get("protocol") or "").lower()
-    r.model = _clean(doc.get("model_name") or doc.get("scsi_model_name") or _join(doc, "scsi_vendor", "scsi_product"))
-    r.serial_no = _clean(doc.get("serial_number"))
-    r.firmware = _clean(doc.get("firmware_version") or doc.get("scsi_revision") or doc.get("revision"))
+    model = doc.get("model_name") or doc.get("scsi_model_name") or _join(doc, "scsi_vendor", "scsi_product")
+    r.model = device_text(model)
+    r.serial_no = device_text(doc.get("serial_number"))
+    r.firmware = device_text(doc.get("firmware_version") or doc.get("scsi_revision") or doc.get("revision"))
     w = _dict(doc.get("wwn"))
     if all(isinstance(w.get(k), int) for k in ("naa", "oui", "id")):
         r.wwn = f"{w['naa']:01x}{w['oui']:06x}{w['id']:09x}"
@@ -690,13 +693,6 @@ def _decode(data: str | bytes) -> str:
     if len(data) > MAX_INPUT:
         raise SmartParseError(f"input is {len(data)} characters; a smartctl report is far smaller")
     return data
-
-
-def _clean(v: object) -> str | None:
-    if not isinstance(v, str):
-        return None
-    s = " ".join(v.split())
-    return s or None
 
 
 def _join(doc: dict[str, Any], *keys: str) -> str | None:

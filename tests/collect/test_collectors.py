@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from pmaintd.collect import CollectError, Target
-from pmaintd.collect.diskio import DiskioCollector, normalize_wwn
+from pmaintd.collect.diskio import DiskioCollector, disk_identity, normalize_wwn
 from pmaintd.collect.host import HostCollector, cpu_points
-from pmaintd.collect.procfs import parse_stat
+from pmaintd.collect.procfs import DiskStats, parse_stat
+from pmaintd.collect.smart_parse import parse
 from pmaintd.config import DiskioConfig
 from pmaintd.telemetry import Point
 from tests.collect.filetree import FileTreeTransport
@@ -273,3 +275,12 @@ def test_batched_read_splits_paths_with_colons() -> None:
         "/sys/a/temp1_input": "41850\n",
         "/sys/b": "\n",
     }
+
+
+def test_padded_serial_is_one_tag_value_from_sysfs_and_smartctl() -> None:
+    """diskio and smart_device join on serial_no, so both clean a firmware serial by the same rule: padding
+    and whitespace runs folded, control characters dropped."""
+    sda = DiskStats(8, 0, "sda", {})
+    tags = disk_identity(sda, {"/sys/block/sda/device/serial": "  WD-WCC4\x00  X123\t\n"})
+    report = parse(json.dumps({"serial_number": " WD-WCC4 X123 ", "smart_status": {"passed": True}}))
+    assert tags["serial_no"] == report.serial_no == "WD-WCC4 X123"
