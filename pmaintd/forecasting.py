@@ -98,11 +98,14 @@ class ForecastJob:
 
     def __init__(self, cfg: Config, state_dir: Path, store: Store, models: LoadedModels) -> None:
         from pmaintd.act.engine import ActionEngine
+        from pmaintd.grafana import annotator
 
         self.cfg = cfg
         self.store = store
         self.models = models
-        self.engine = ActionEngine(cfg, state_dir, store) if cfg.policies else None
+        # Every action transition is also a Grafana annotation when [grafana] is configured (best effort).
+        annotate = annotator(cfg.grafana)
+        self.engine = ActionEngine(cfg, state_dir, store, annotate=annotate) if cfg.policies else None
 
     def recover(self) -> int:
         """Settle actions a previous process left running (before the daemon reports ready)."""

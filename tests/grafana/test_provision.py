@@ -377,3 +377,29 @@ def test_grafana_config_errors_name_the_key(files: dict, section: dict, message:
     with pytest.raises(ConfigError) as err:
         validate({"grafana": section})
     assert message in str(err.value)
+
+
+def test_daemon_forecast_job_annotates_actions(standin: GrafanaStandIn, files: dict, tmp_path: Path) -> None:
+    """The daemon's forecast job builds its action engine with the [grafana] annotator."""
+    from pmaintd.act.policy import Forecast
+    from pmaintd.config import validate
+    from pmaintd.forecasting import ForecastJob
+    from pmaintd.store import open_store
+
+    cfg = validate(
+        {
+            "grafana": {"url": standin.url, "token_file": str(files["token"])},
+            "actions": {"drain": {"run_on": "local", "command": f"touch {tmp_path / 'done'}"}},
+            "policies": [{"name": "p", "kind": "host", "min_probability": 0.5, "action": "drain", "mode": "observe"}],
+        }
+    )
+    store = open_store(cfg.store, tmp_path)
+    job = ForecastJob(cfg, tmp_path, store, models=None)  # type: ignore[arg-type]
+    try:
+        assert job.engine is not None
+        job.engine.run_once([Forecast("host", "web-02", 0.9, 24.0)])
+    finally:
+        job.close()
+        store.close()
+    assert [a["tags"][-1] for a in standin.state.annotations] == ["state:proposed", "state:observed"]
+    assert not (tmp_path / "done").exists()  # observe mode: recorded and annotated, nothing run
