@@ -87,6 +87,9 @@ class Writer:
         self.batch_size = batch_size
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._last_error: str | None = None
+        self.queued = 0
+        """Points submitted and not yet handed to the store."""
+        self._count_lock = threading.Lock()
         self.stored = 0
         """Points the store accepted (written, or spooled by a server store) since start."""
         self.refused = 0
@@ -102,6 +105,8 @@ class Writer:
 
     def submit(self, points: Sequence[Point]) -> None:
         if points:
+            with self._count_lock:
+                self.queued += len(points)
             self._metrics.write_queue.inc(len(points))
             self._q.put(list(points))
 
@@ -172,6 +177,8 @@ class Writer:
                 self._last_error = None
             finally:
                 self._metrics.write_queue.dec(len(chunk))
+                with self._count_lock:
+                    self.queued -= len(chunk)
 
     def _close_store(self) -> None:
         get = getattr(self.store, "counters", None)
@@ -896,7 +903,11 @@ class Daemon:
                 "".join(f", {k}={v}" for k, v in sorted(self.writer.final_counters.items())),
             )
         else:
-            log.error("stopped: the store did not finish writing within %gs; exiting anyway", timeout)
+            log.error(
+                "stopped: the store did not finish writing within %gs; exiting anyway, %d points not written",
+                timeout,
+                self.writer.queued,
+            )
         if self.http is not None:
             await asyncio.to_thread(self.http.close)  # shutdown() waits up to 0.5 s for the serving thread
         await _release(Retired(self.collectors, self.targets, self.pools))

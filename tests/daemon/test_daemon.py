@@ -647,3 +647,29 @@ def test_retrain_job_trains_promotes_and_the_forecast_job_picks_it_up(tmp_path, 
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
     assert d.stderr.index(f"models loaded: disk {version}") > d.stderr.index("retrain disk in")
+
+
+def test_sigterm_while_a_write_hangs_on_a_silent_influxdb_still_exits_0_within_10s(tmp_path, notify, daemons):
+    """The InfluxDB address accepts connections and never answers (a hung server): the writer thread is
+    stuck inside a request when SIGTERM comes. The daemon still exits 0 within 10 s (stop_timeout 8 s)."""
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    try:
+        listen = f"127.0.0.1:{free_tcp_port()}"
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        store = f'\n[store]\nkind = "influxdb"\nurl = "{url}"\ntimeout = "30s"\n'
+        d = start(daemons, tmp_path, make_config(listen, extra=store), notify)
+        notify.wait_for(lambda f: f.get("READY") == "1", 30)
+        wait_until(lambda: metric(metrics(listen), "pmaintd_write_queue_points") > 0, 15, "writes queued behind it")
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        assert d.wait(10) == 0
+        assert time.monotonic() - t0 < 10
+    finally:
+        silent.close()
+    # Honest about what could not be written (the points waiting behind the hung request).
+    m = re.search(r"the store did not finish writing within 8s; exiting anyway, (\d+) points not written", d.stderr)
+    assert m and int(m.group(1)) > 0, d.stderr[-2000:]
