@@ -142,16 +142,46 @@ def test_tag_filters(tmp_path: Path) -> None:
     st.close()
 
 
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE series (id INTEGER PRIMARY KEY, measurement TEXT NOT NULL, tags TEXT NOT NULL, UNIQUE (measurement, tags));
+CREATE TABLE field_types (measurement TEXT NOT NULL, field TEXT NOT NULL, type TEXT NOT NULL,
+    PRIMARY KEY (measurement, field)) WITHOUT ROWID;
+CREATE TABLE samples (series INTEGER NOT NULL, field TEXT NOT NULL, time INTEGER NOT NULL, value,
+    PRIMARY KEY (series, field, time)) WITHOUT ROWID;
+CREATE INDEX samples_time ON samples (time);
+INSERT INTO meta VALUES ('schema_version', '1');
+INSERT INTO series VALUES (1, 'smart_device', '{"serial_no":"A"}'), (2, 'smart_device', '{"serial_no":"B"}');
+INSERT INTO field_types VALUES ('smart_device', 'ok', 'bool'), ('smart_device', 'temp_c', 'int'),
+    ('smart_device', 'used', 'float'), ('smart_device', 'model', 'str');
+"""
+
+
 def test_version_1_file_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A file written by the first schema (one row per field, bools as 0/1) reads back the same after upgrade."""
+    with sqlite3.connect(tmp_path / "db") as c:
+        c.executescript(_V1)
+        c.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", [
+            (1, "ok", NOW, 1), (1, "temp_c", NOW, 40), (1, "used", NOW, 0.5), (1, "model", NOW, "X 1"),
+            (2, "ok", NOW, 0), (2, "temp_c", NOW + 1000, 41),
+        ])
     st = SqliteStore(tmp_path / "db")
-    st.write([Point("cpu", {"host": "h"}, {"usage_idle": 1.0}, NOW)])
-    st.close()
-    with sqlite3.connect(tmp_path / "db") as c:  # what pmaintd's first schema looked like
-        c.execute("CREATE INDEX samples_time ON samples (time)")
-        c.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    st = SqliteStore(tmp_path / "db")
-    assert st.query("cpu")["usage_idle"].to_list() == [1.0]
+    f = st.query("smart_device")
+    assert f.schema == {"time": pl.Datetime("us", "UTC"), "serial_no": pl.Utf8, "model": pl.Utf8,
+                        "ok": pl.Boolean, "temp_c": pl.Int64, "used": pl.Float64}
+    assert [r[1:] for r in f.rows()] == [("A", "X 1", True, 40, 0.5), ("B", None, False, None, None),
+                                         ("B", None, None, 41, None)]
+    assert [(s.measurement, s.points) for s in st.stats()] == [("smart_device", 3)]
     st.close()
     with sqlite3.connect(tmp_path / "db") as c:
         assert c.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
-        assert c.execute("SELECT name FROM sqlite_master WHERE name = 'samples_time'").fetchone() is None
+        assert c.execute("SELECT name FROM sqlite_master WHERE name IN ('samples', 'samples_time')").fetchall() == []
+
+
+def test_rewriting_a_point_merges_its_fields_like_influxdb(tmp_path: Path) -> None:
+    st = SqliteStore(tmp_path / "db")
+    st.write([Point("cpu", {"host": "h"}, {"usage_idle": 1.0, "usage_user": 0.25}, NOW)])
+    st.write([Point("cpu", {"host": "h"}, {"usage_idle": 2.0, "usage_system": 0.5}, NOW)])
+    assert st.query("cpu").row(0)[1:] == ("h", 2.0, 0.5, 0.25)
+    assert st.stats()[0].points == 1
+    st.close()
