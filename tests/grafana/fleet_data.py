@@ -7,7 +7,6 @@ slashes and dots (`Ethernet1/1`, `Gi0/0/1.100`), a disk serial with a dash.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from pmaintd.collect.smart import report_points
 from pmaintd.collect.smart_parse import parse
 from pmaintd.forecast.incidents import to_point as incident_point
 from pmaintd.forecast.labels import Incident
-from pmaintd.telemetry import ANOMALY, FORECAST, Point, interface_entity
+from pmaintd.forecast.scoring import INSUFFICIENT, Forecast, level_of
+from pmaintd.telemetry import ANOMALY, Point, interface_entity
 
 NS = 1_000_000_000
 STEP = 300 * NS
@@ -166,39 +166,47 @@ def telemetry(start: int) -> list[Point]:
 
 
 def forecasts(start: int) -> list[Point]:
-    """Hourly forecasts per entity, shaped as pmaintd's scorer writes them (level alarm/watch/ok from the
-    bundle's threshold; no probability while history is insufficient). The failing disk and the flapping
-    link climb over the threshold; a disk installed an hour ago has too little history to score."""
-    pts = []
+    """Hourly forecasts per entity, made into points by pmaintd's scorer (`Forecast.to_point`): the failing
+    disk and the flapping link climb over the threshold; a disk installed an hour ago has too little history
+    to score, so it has a level and no probability."""
     entities = [("disk", s, h, 168.0) for h, _d, s in DISKS]
     entities += [("host", h, h, 24.0) for h in HOSTS]
     entities += [("network", interface_entity(SWITCH, i), SWITCH, 24.0) for i in IFACES]
     threshold = 0.4
+    out = []
     for k in range(0, STEPS, 12):
-        t = start + k * STEP
         for kind, entity, host, horizon in entities:
             rising = entity in (FAILING_DISK, interface_entity(SWITCH, FLAPPING_IF))
             p = min(0.95, 0.1 + k / STEPS) if rising else 0.02 + 0.01 * (k % 3)
-            level = "alarm" if p >= threshold else "watch" if p >= threshold / 2 else "ok"
             reasons = [{"feature": "reallocated_sectors_count__delta_24h", "value": 2.0 * k, "contribution": 1.7}]
-            pts.append(
-                Point(
-                    FORECAST,
-                    {"kind": kind, "entity": entity, "host": host, "model_version": f"{kind}-20261101T000000"},
-                    {
-                        "probability": p,
-                        "level": level,
-                        "threshold": threshold,
-                        "horizon_hours": horizon,
-                        "reasons": json.dumps(reasons, separators=(",", ":")),
-                    },
-                    t,
+            out.append(
+                Forecast(
+                    kind,
+                    entity,
+                    host,
+                    p,
+                    level_of(p, threshold),
+                    threshold,
+                    horizon,
+                    f"{kind}-20261101T000000",
+                    start + k * STEP,
+                    reasons,
                 )
             )
-    new_disk = {"kind": "disk", "entity": NEW_DISK, "host": "db-01", "model_version": "disk-20261101T000000"}
-    fields = {"level": "insufficient_history", "threshold": threshold, "horizon_hours": 168.0, "reasons": "[]"}
-    pts.append(Point(FORECAST, new_disk, fields, start + (STEPS - 1) * STEP))
-    return pts
+    out.append(
+        Forecast(
+            "disk",
+            NEW_DISK,
+            "db-01",
+            None,
+            INSUFFICIENT,
+            threshold,
+            168.0,
+            "disk-20261101T000000",
+            start + (STEPS - 1) * STEP,
+        )
+    )
+    return [f.to_point() for f in out]
 
 
 def outcomes(start: int) -> list[Point]:
