@@ -6,11 +6,14 @@ import json
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from pmaintd.config import StoreConfig
 from pmaintd.store import StoreError, open_store
@@ -185,3 +188,22 @@ def test_rewriting_a_point_merges_its_fields_like_influxdb(tmp_path: Path) -> No
     assert st.query("cpu").row(0)[1:] == ("h", 2.0, 0.5, 0.25)
     assert st.stats()[0].points == 1
     st.close()
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8),
+                       st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(),
+                                 st.floats(allow_nan=False, allow_infinity=False)),
+                       min_size=1, max_size=5),
+       st.dictionaries(st.text(min_size=1, max_size=8), st.text(min_size=1), max_size=3))
+@settings(max_examples=150, deadline=None)
+def test_any_fields_and_tags_read_back_exactly(fields: dict[str, object], tags: dict[str, str]) -> None:
+    assume(not set(fields) & set(tags) and "time" not in set(fields) | set(tags))
+    with tempfile.TemporaryDirectory() as d:
+        s = SqliteStore(Path(d) / "db")
+        p = Point("m", tags, fields, NOW)  # type: ignore[arg-type]
+        s.write([p])
+        row = s.query("m").to_dicts()[0]
+        s.close()
+    assert {k: row[k] for k in p.fields} == p.fields
+    assert {k: row[k] for k in p.tags} == p.tags
+    assert all(type(row[k]) is type(v) for k, v in p.fields.items())
