@@ -11,7 +11,9 @@ Measurements (tags `source` = the target's name and `sysName` on all of them):
 - `snmp_sensor`: one point per sensor; tags sensor (entPhysicalName, else the table's description),
   sensor_index, sensor_type (celsius, dBm, watts, amperes, voltsDC, rpm, ...), mib, and ifName for optics
   indexed by interface; fields value (raw), scale/precision (ENTITY-SENSOR codes, where the MIB has them),
-  status, threshold (CISCO-ENVMON), and reading (float, the value in the sensor_type's unit).
+  reading (float, the value in the sensor_type's unit), threshold (CISCO-ENVMON), and the sensor's state under
+  its MIB's own name, because the codes differ: entPhySensorOperStatus / entSensorStatus (1 ok),
+  ciscoEnvMonTemperatureState (1 normal, 2 warning, 3 critical), jnxOperatingState (2 running).
 - `snmp_storage` / `snmp_processor`: HOST-RESOURCES-MIB hrStorageTable / hrProcessorLoad.
 - `snmp_component`: Juniper jnxOperatingTable CPU and buffer use per component.
 - `snmp_diskio`: net-snmp hosts' UCD-DISKIO-MIB per-disk counters (tags diskIODevice, diskIOIndex).
@@ -429,7 +431,8 @@ def probe_report(result: PollResult) -> dict[str, object]:
             sensors.append({
                 "sensor": p.tags.get("sensor", ""), "sensor_index": p.tags.get("sensor_index", ""),
                 "sensor_type": p.tags.get("sensor_type", ""), "mib": p.tags.get("mib", ""),
-                "value": p.fields.get("value"), "reading": p.fields.get("reading"), "status": p.fields.get("status"),
+                "value": p.fields.get("value"), "reading": p.fields.get("reading"),
+                "status": next((v for k, v in p.fields.items() if k.endswith(("Status", "State"))), None),
             })
     interfaces.sort(key=lambda i: int(i["ifIndex"]) if str(i["ifIndex"]).isdigit() else 0)
     d = result.discovery

@@ -36,6 +36,9 @@ community = "juniper-mx960"
     assert report["reason"] == "sysObjectID 1.3.6.1.4.1.2636.1.1.1.2.21 matches '1.3.6.1.4.1.2636.*' in juniper.yaml"
     assert len(report["interfaces"]) == 74
     assert {s["mib"] for s in report["sensors"]} == {"JUNIPER-MIB", "JUNIPER-DOM-MIB"}
+    # jnxOperatingState is shown as the sensor's status (2 = running for the PEMs and FPCs here)
+    assert {s["status"] for s in report["sensors"] if s["mib"] == "JUNIPER-MIB"} <= {1, 2, 3, 4, 5, 6, 7}
+    assert any(s["status"] == 2 for s in report["sensors"] if s["mib"] == "JUNIPER-MIB")
     assert report["measurements"]["interface"] == 74
     assert len(report["points"]) == sum(report["measurements"].values())
 

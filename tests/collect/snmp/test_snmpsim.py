@@ -138,7 +138,7 @@ def test_sensor_names_types_and_readings(polled):
     envmon = by["cisco-c3560"][("CISCO-ENVMON-MIB", "1005")]
     assert envmon.tags["sensor"] == "SW#1, Sensor#1, YELLOW "
     assert envmon.tags["sensor_type"] == "celsius"
-    assert envmon.fields == {"value": 61, "threshold": 66, "status": 2, "reading": 61.0}
+    assert envmon.fields == {"value": 61, "threshold": 66, "ciscoEnvMonTemperatureState": 2, "reading": 61.0}
     # Arista: 'DOM TX Power Sensor for Ethernet5', raw 6015, scale milli (8), precision 4 -> 0.6015 mW.
     dom = by["arista-dcs-7150s"][("ENTITY-SENSOR-MIB", "100305212")]
     assert dom.tags["sensor"] == "DOM TX Power Sensor for Ethernet5"
