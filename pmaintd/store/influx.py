@@ -126,7 +126,17 @@ class InfluxStore:
         self.points_rejected = 0
         self.last_error: str | None = None
         """The most recent server or connection problem, phrased for an operator (no secrets)."""
-        self._spool = Spool(Path(state_dir) / "influx-spool.sqlite", cfg.spool_max_bytes)
+        self._spool_path = Path(state_dir) / "influx-spool.sqlite"
+        self._spool_file: Spool | None = None
+        self._spool_open_lock = threading.Lock()
+
+    @property
+    def _spool(self) -> Spool:
+        """Opened on first use, so read-only commands (`status`) need no write access to the state dir."""
+        with self._spool_open_lock:
+            if self._spool_file is None:
+                self._spool_file = Spool(self._spool_path, self.cfg.spool_max_bytes)
+            return self._spool_file
 
     # ------------------------------------------------------------------ counters
 
@@ -441,7 +451,8 @@ class InfluxStore:
             if self._client is not None:
                 self._client.close()
             self._http.clear()
-            self._spool.close()
+            if self._spool_file is not None:
+                self._spool_file.close()
 
 
 def _server_message(data: bytes | str | None) -> str:

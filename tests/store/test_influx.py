@@ -232,3 +232,12 @@ def test_same_frame_as_sqlite_for_the_same_points(v1: InfluxStore, tmp_path: Pat
     assert a.schema == b.schema
     assert a.equals(b)
     lite.close()
+
+
+def test_reading_needs_no_writable_state_dir(v1: InfluxStore, influxd: Influxd, tmp_path: Path) -> None:
+    """`status` as another user: stats and queries never open the spool in the state dir."""
+    v1.write([Point("m", {}, {"v": 1.0}, T0)])
+    ro = InfluxStore(v1.cfg, tmp_path / "does-not-exist")
+    assert [s.measurement for s in ro.stats()] == ["m"] and ro.query("m")["v"].to_list() == [1.0]
+    ro.close()
+    assert not (tmp_path / "does-not-exist").exists()
