@@ -15,7 +15,9 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from pmaintd import config as cfgmod
 from pmaintd.logs import setup_logging
@@ -146,7 +148,7 @@ def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_s
     try:
         state = None if no_store else RunState(app.state_dir)
     except RunStateError as exc:
-        err_console.print(f"[red]run state error[/red] {exc}", highlight=False)
+        err_console.print(f"[red]run state error[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
     try:
         results = run_once(collectors, state)
@@ -155,7 +157,9 @@ def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_s
             state.close()
     failed = [r for r in results if not r.ok]
     for r in failed:
-        err_console.print(f"[red]collector {r.collector} failed[/red] on {r.target}: {r.error}", highlight=False)
+        # The error can quote a device (an SNMP sysName, smartctl's output): never rich markup.
+        err_console.print(f"[red]collector {r.collector} failed[/red] {escape(f'on {r.target}: {r.error}')}",
+                          highlight=False)
     points = [p for r in results for p in r.points]
     store_failed = False
     if not no_store:
@@ -196,7 +200,7 @@ def status_cmd(app: App, as_json: bool) -> None:
             with RunState(app.state_dir, readonly=True) as state:
                 runs = state.all()
         except RunStateError as exc:
-            err_console.print(f"[red]run state error[/red] {exc}", highlight=False)
+            err_console.print(f"[red]run state error[/red] {escape(str(exc))}", highlight=False)
             sys.exit(EXIT_FAILED)
     enabled = [c.name for c in collect.build(cfg)]
     never = [n for n in enabled if not any(r.collector == n for r in runs)]
@@ -293,8 +297,8 @@ def _action_call(fn: Any, *args: Any) -> Any:
 
     try:
         return fn(*args)
-    except (ActionError, IllegalTransition, NoSuchAction) as exc:
-        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+    except (ActionError, IllegalTransition, NoSuchAction) as exc:  # may quote an entity name from a device
+        err_console.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
 
 
@@ -693,7 +697,7 @@ def smart_parse_cmd(files: tuple[Path, ...], as_json: bool) -> None:
             failed += 1
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             obj["error"] = reason
-            err_console.print(f"[red]error[/red] {f}: {reason}", highlight=False, markup=True)
+            err_console.print(f"[red]error[/red] {escape(f'{f}: {reason}')}", highlight=False)
         results.append(obj)
     if as_json:
         print_json(results)
@@ -1004,5 +1008,6 @@ def _table(title: str, columns: list[str], rows: list[list[object]]) -> Table:
     for c in columns:
         t.add_column(c)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        # Cells hold entity names, serials and errors from devices: plain Text, never parsed as rich markup.
+        t.add_row(*(Text("" if v is None else str(v)) for v in r))
     return t

@@ -119,3 +119,12 @@ def test_bad_forecast_file_is_a_clear_error(tmp_path: Path, line: str, problem: 
     fc.write_text(line + "\n")
     assert problem in _run(base, "actions", "evaluate", "--forecasts", str(fc), code=2)
     assert not (out / "ran").exists()
+
+
+def test_entity_names_are_printed_literally_not_as_rich_markup(tmp_path: Path) -> None:
+    """Entity names come from devices; `[/b]` in one used to be parsed as a rich closing tag and crash the table."""
+    base, out = _setup(tmp_path)
+    hostile = {**WEB1, "entity": "[/b]"}
+    assert "[/b]" in _run(base, "actions", "evaluate", "--forecasts", _fc(tmp_path, hostile))
+    assert "[/b]" in _run(base, "actions", "list")
+    assert (out / "ran").read_text() == "[/b]\n[/b]\n"  # both policies acted on it

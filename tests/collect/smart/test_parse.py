@@ -168,6 +168,15 @@ def test_cli_parses_every_file_and_reports_each_failure(tmp_path: Path) -> None:
     assert ok.exit_code == 0 and "smartctl outputs" in ok.output and not ok.stderr
 
 
+def test_cli_prints_device_text_in_an_error_literally(tmp_path: Path) -> None:
+    """The error quotes smartctl's own line; `[/bold]` there used to be parsed as rich markup and crash."""
+    f = tmp_path / "[b]err.txt"
+    f.write_text("Smartctl open device: /dev/sdz [/bold] failed: No such device\n")
+    res = CliRunner().invoke(cli, ["smart", "parse", str(f)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"{f}: smartctl reported an error and no disk data" in res.stderr and "sdz [/bold] failed" in res.stderr
+
+
 def test_importing_the_parser_keeps_the_process_locale() -> None:
     """pySMART sets LANG=C at import; pmaintd puts it back so other children keep the operator's locale."""
     code = "import os; import pmaintd.collect.smart_parse; print(os.environ.get('LANG'))"
