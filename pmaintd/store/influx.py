@@ -9,8 +9,11 @@ server answers again, also by a later process. A 4xx other than auth/404 means b
 once per distinct server message and counted in `points_rejected`, never retried.
 
 Reads use InfluxQL on `/query`, which 1.x, 2.x (DBRP mapping) and 3.x all serve, and return the same
-frame shape as the sqlite store. Credentials come from `password_file` / `token_file`; they travel only
-in the Authorization header and never appear in `location`, logs or errors.
+frame shape as the sqlite store. Names and tag filters are quoted, and compared with what InfluxDB holds
+(`lineproto.stored_name`), so a filter on an ifAlias with a newline still finds its series.
+
+Credentials come from `password_file` / `token_file` (or a v1 URL's user:password@); they travel only in
+the Authorization header and never appear in `location`, logs or errors.
 
 Counters for the daemon's /metrics: `points_written`, `points_replayed`, `points_rejected`,
 `points_spooled`, `points_dropped`, and `spool_pending_points()`; `counters()` returns them all.
