@@ -31,19 +31,33 @@ class AuditLog:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: Mapping[str, Any]) -> None:
+        """Write one record and fsync it. A crash mid-write (power loss, full disk) leaves a torn last line;
+        the next record then starts on a line of its own, so only the torn one is lost."""
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
+            end = os.lseek(fd, 0, os.SEEK_END)
+            if end and os.pread(fd, 1, end - 1) != b"\n":
+                line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
         finally:
             os.close(fd)
 
     def read(self) -> list[dict[str, Any]]:
-        """All records, oldest first (for `actions show` and tests)."""
+        """All records, oldest first (for `actions show` and tests). A torn line is logged and skipped: one
+        damaged record must not hide every other action's history."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        out = []
+        for n, line in enumerate(self.path.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                log.warning("%s line %d is not a complete record (torn by a crash?); skipped", self.path, n)
+        return out
 
 
 def action_point(record: Mapping[str, Any], ts_ns: int) -> Point:

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from pmaintd import config
+from pmaintd.act.audit import AuditLog
 from pmaintd.act.engine import ActionEngine, IllegalTransition
 from pmaintd.act.executor import MAX_OUTPUT, run_local
 from pmaintd.store.sqlite import SqliteStore
@@ -156,3 +157,15 @@ def test_two_engines_racing_on_the_same_forecasts_act_once_each(tmp_path: Path) 
     assert sorted((tmp_path / "ran").read_text().split()) == sorted(f"web{i}" for i in range(10))
     for e in engines:
         e.close()
+
+
+def test_a_torn_audit_line_loses_only_itself(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A crash mid-append leaves a partial last line: the next record starts on its own line, and reading the
+    log skips (and logs) the torn one instead of failing every `actions show`."""
+    log = AuditLog(tmp_path / "audit.jsonl")
+    log.append({"id": 1, "state": "proposed"})
+    with open(log.path, "ab") as f:
+        f.write(b'{"id": 1, "state": "run')  # torn: no closing brace, no newline
+    log.append({"id": 1, "state": "succeeded"})
+    assert [r["state"] for r in log.read()] == ["proposed", "succeeded"]
+    assert "line 2 is not a complete record" in caplog.text
