@@ -240,7 +240,7 @@ class Session:
         """
         mem = memory if memory is not None else WalkMemory()
         out: dict[Oid, dict[Oid, Value]] = {c: {} for c in columns}
-        for group, reps in _plan(columns, mem, self.ep.max_repetitions):
+        for group, reps in plan_requests(columns, mem, self.ep.max_repetitions):
             await self._walk_group(group, out, reps, mem)
         for c in columns:
             mem.rows[c] = len(out[c])
@@ -294,7 +294,7 @@ class Session:
                     out[col][oid[len(col):]] = v
 
 
-def _plan(columns: Sequence[Oid], mem: WalkMemory, max_reps: int) -> list[tuple[list[Oid], int]]:
+def plan_requests(columns: Sequence[Oid], mem: WalkMemory, max_reps: int) -> list[tuple[list[Oid], int]]:
     """Group columns into GETBULK requests: (columns, repetitions per request).
 
     Long columns (never walked, or more rows than max_reps) are asked for generously, max_reps each and up
