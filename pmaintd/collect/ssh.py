@@ -65,6 +65,12 @@ class SshTransport:
         self._no_sftp = False
         self._sftp_lock = threading.Lock()
 
+    @property
+    def batch_reads(self) -> bool:
+        """True once the host turned out to have no sftp subsystem: every read is then a remote `cat` (a
+        login shell each), so pmaintd.collect.files.read_many fetches a poll's files with one command."""
+        return self._no_sftp
+
     def _sftp_session(self) -> paramiko.SFTPClient | None:
         """The SFTP session (reopened after a reconnect), or None when the host has no sftp subsystem."""
         with self._sftp_lock:

@@ -19,10 +19,15 @@ pytestmark = pytest.mark.service
 
 
 class Counting:
-    """Counts the calls made through a real transport; `batch_reads` as a transport without SFTP sets it."""
+    """Counts the calls made through a real transport, keeping its batching choice unless `batch_reads`
+    overrides it."""
 
-    def __init__(self, inner: Transport, batch_reads: bool) -> None:
-        self.inner, self.host, self.calls, self.batch_reads = inner, inner.host, 0, batch_reads
+    def __init__(self, inner: Transport, batch_reads: bool | None = None) -> None:
+        self.inner, self.host, self.calls, self._batch = inner, inner.host, 0, batch_reads
+
+    @property
+    def batch_reads(self) -> bool:
+        return getattr(self.inner, "batch_reads", False) if self._batch is None else self._batch
 
     def read_text(self, path: str) -> str:
         self.calls += 1
@@ -83,14 +88,17 @@ def test_read_many_over_ssh_equals_local_reads(ssh_config: Config, tmp_path: Pat
     assert remote["/proc/meminfo"].startswith("MemTotal:")
 
 
-@pytest.mark.parametrize("batch_reads", [True, False])
-def test_host_and_diskio_over_ssh_steady_polls(ssh_config: Config, batch_reads: bool) -> None:
-    """This machine read through sshd: the same measurements as locally, and after the first poll a batching
-    transport needs exactly one remote command per collector (file by file: diskstats, or the 5 /proc files)."""
+@pytest.mark.parametrize("sftp", [False, True], ids=["cat", "sftp"])
+def test_host_and_diskio_over_ssh_steady_polls(ssh_config: Config, sftp: bool) -> None:
+    """This machine read through sshd: the same measurements as locally, and after the first poll a host
+    without an sftp subsystem (every read a remote `cat`) needs exactly one remote command per collector; with
+    SFTP, files are read one by one (diskstats, or the 5 /proc files)."""
+    batch_reads = not sftp
     for c in collect.build(ssh_config, only=["diskio", "host"]):
         (t,) = c.targets()
         assert t.transport is not None
-        counted = Counting(t.transport, batch_reads)
+        t.transport._no_sftp = not sftp  # type: ignore[attr-defined]  # as a host without the subsystem
+        counted = Counting(t.transport)
         ct = Target(t.name, t.interval, t.timeout, counted)
         first = c.collect(ct)
         counted.calls = 0
