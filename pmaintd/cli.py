@@ -204,9 +204,13 @@ def status_cmd(app: App, as_json: bool) -> None:
             sys.exit(EXIT_FAILED)
     enabled = [c.name for c in collect.build(cfg)]
     never = [n for n in enabled if not any(r.collector == n for r in runs)]
-    from pmaintd.act.engine import recurring_healing
+    from pmaintd.act.engine import ActionStateError, recurring_healing
 
-    recurring = recurring_healing(cfg, app.state_dir)
+    try:
+        recurring = recurring_healing(cfg, app.state_dir)
+    except ActionStateError as exc:
+        err_console.print(f"[red]action state error[/red] {escape(str(exc))}", highlight=False)
+        sys.exit(EXIT_FAILED)
     store_error = None
     with app.store() as st:
         kind, location = st.kind, st.location
@@ -271,12 +275,16 @@ def run_cmd(ctx: click.Context, once: bool) -> None:
 @contextmanager
 def _action_engine(app: App) -> Iterator[Any]:
     """The action engine on the configured store; closed on exit."""
-    from pmaintd.act.engine import ActionEngine
+    from pmaintd.act.engine import ActionEngine, ActionStateError
     from pmaintd.grafana import annotator
 
     with app.store() as st:
         # Every transition is also a Grafana annotation when [grafana] is configured (best effort, logged once).
-        engine = ActionEngine(app.config, app.state_dir, st, annotate=annotator(app.config.grafana))
+        try:
+            engine = ActionEngine(app.config, app.state_dir, st, annotate=annotator(app.config.grafana))
+        except ActionStateError as exc:
+            err_console.print(f"[red]action state error[/red] {escape(str(exc))}", highlight=False)
+            sys.exit(EXIT_FAILED)
         try:
             yield engine
         finally:

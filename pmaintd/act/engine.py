@@ -32,7 +32,7 @@ from pmaintd.act.audit import AnnotateFn, Auditor
 from pmaintd.act.executor import Executor
 from pmaintd.act.limits import IN_EFFECT_WHERE, blocking_limit
 from pmaintd.act.policy import Decision, Forecast, low_confidence
-from pmaintd.act.state import TRANSITIONS, ActionDB, ActionRecord, IllegalTransition, NoSuchAction
+from pmaintd.act.state import TRANSITIONS, ActionDB, ActionRecord, ActionStateError, IllegalTransition, NoSuchAction
 from pmaintd.act.templates import render
 from pmaintd.config import Config, PolicyConfig, format_duration
 from pmaintd.telemetry import format_time
@@ -42,7 +42,10 @@ log = logging.getLogger(__name__)
 DB_NAME = "actions.db"
 AUDIT_NAME = "audit.jsonl"
 
-__all__ = ["ActionEngine", "ActionError", "IllegalTransition", "NoSuchAction", "Recurring", "recurring_healing"]
+__all__ = [
+    "ActionEngine", "ActionError", "ActionStateError", "IllegalTransition", "NoSuchAction", "Recurring",
+    "recurring_healing",
+]  # fmt: skip
 
 
 class ActionError(Exception):

@@ -89,6 +89,10 @@ CREATE INDEX IF NOT EXISTS actions_state ON actions (state);
 """
 
 
+class ActionStateError(Exception):
+    """The actions database could not be opened (state dir missing or unwritable, file damaged); names the file."""
+
+
 class IllegalTransition(Exception):
     """A move the state machine does not allow (e.g. approving an action that already ran)."""
 
@@ -160,13 +164,16 @@ class ActionDB:
     """The actions table. Each method is its own transaction unless called inside `transaction()`."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ActionStateError(f"cannot open action state {path}: {exc}") from None
         self._depth = 0
 
     @contextmanager

@@ -128,3 +128,12 @@ def test_entity_names_are_printed_literally_not_as_rich_markup(tmp_path: Path) -
     assert "[/b]" in _run(base, "actions", "evaluate", "--forecasts", _fc(tmp_path, hostile))
     assert "[/b]" in _run(base, "actions", "list")
     assert (out / "ran").read_text() == "[/b]\n[/b]\n"  # both policies acted on it
+
+
+def test_unusable_action_state_is_a_clear_error(tmp_path: Path) -> None:
+    base, _ = _setup(tmp_path)
+    (tmp_path / "state" / "actions.db").mkdir(parents=True)  # a directory where the database should be
+    for args in (["actions", "list"], ["status"]):
+        r = CliRunner().invoke(cli, [*base, *args])
+        assert isinstance(r.exception, SystemExit) and r.exit_code == 1, r.exception
+        assert "action state error" in r.stderr and "cannot open action state" in r.stderr
