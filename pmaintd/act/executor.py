@@ -75,7 +75,14 @@ def run_local(
     except OSError as exc:
         return ExecResult(None, "", "", False, 0.0, f"cannot start bash: {exc.strerror}", ran=False)
     if on_start is not None:
-        on_start(proc.pid)
+        try:
+            on_start(proc.pid)
+        except BaseException:
+            # Not recorded, the command could never be found by crash recovery (and nothing reads its pipes):
+            # end it now rather than leave it running behind an action reported as failed.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
     out, err, cut = bytearray(), bytearray(), [False]
     readers = [
         threading.Thread(target=_drain, args=(s, b, cut, max_output), daemon=True)

@@ -60,6 +60,22 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert started and started[0] != bg
 
 
+def test_a_command_whose_pid_cannot_be_recorded_is_ended(tmp_path: Path) -> None:
+    """on_start is where the engine records the child for crash recovery; when that fails (a locked or
+    broken actions.db), the command must not run on untracked."""
+    pids: list[int] = []
+
+    def record(pid: int) -> None:
+        pids.append(pid)
+        raise OSError("database is locked")
+
+    with pytest.raises(OSError, match="database is locked"):
+        run_local(f"sleep 2; touch {tmp_path}/ran", timeout=10, on_start=record)
+    assert not psutil.pid_exists(pids[0]) or psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE
+    time.sleep(2.5)
+    assert not (tmp_path / "ran").exists()
+
+
 def test_failing_grafana_and_store_never_break_an_action(tmp_path: Path) -> None:
     def broken(record: Mapping[str, Any]) -> None:
         raise ConnectionError("grafana is down")
