@@ -87,11 +87,8 @@ def score_kind(
     steps = feats.group_by(spec.entity).agg(pl.len().alias("__n"))
     need = max(1, math.ceil(cfg.min_history / parse_duration(spec.step)))
     latest = feats.group_by(spec.entity).agg(pl.all().sort_by(spec.time).last()).join(steps, on=spec.entity)
-    host_col = "host" if "host" in frame.columns else None
-    hosts = (
-        frame.group_by(spec.entity).agg(pl.col(host_col).drop_nulls().last()) if host_col else None
-    )
-    if hosts is not None and spec.entity != host_col:
+    if "host" in frame.columns and spec.entity != "host":  # a host's own forecasts: the entity is the host
+        hosts = frame.group_by(spec.entity).agg(pl.col("host").drop_nulls().last())
         latest = latest.join(hosts, on=spec.entity, how="left")
     enough = latest.filter(pl.col("__n") >= need)
     short = latest.filter(pl.col("__n") < need)
