@@ -576,14 +576,18 @@ def incidents_detect(app: App, as_json: bool) -> None:
 @cli.command("simulate")
 @click.option("--hosts", default=20, show_default=True, help="Hosts (each with its disks and one uplink).")
 @click.option("--disks-per-host", default=2, show_default=True)
-@click.option("--days", default=14.0, show_default=True)
+@click.option("--days", default=14.0, show_default=True, help="Days of history up to now.")
+@click.option("--future", default="0s", show_default=True,
+              help="Also simulate this far past now; nothing after now is written (it is what forecasts predict).")
 @click.option("--step", default="5m", show_default=True, help="Sample interval.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--end", help="ISO 8601 end of the simulated span; default now.")
+@click.option("--end", "now_arg", help="ISO 8601 time that counts as now; default the real now.")
 @click.option("--no-incidents", is_flag=True, help="Write telemetry only (let `incidents detect` find them).")
+@click.option("--truth", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write every simulated failure, past and future, to this JSON-lines file.")
 @pass_app
-def simulate_cmd(app: App, hosts: int, disks_per_host: int, days: float, step: str, seed: int, end: str | None,
-                 no_incidents: bool) -> None:
+def simulate_cmd(app: App, hosts: int, disks_per_host: int, days: float, future: str, step: str, seed: int,
+                 now_arg: str | None, no_incidents: bool, truth: Path | None) -> None:
     """Write a simulated fleet's telemetry (and its incidents) into the store: for demos and end-to-end
     tests only, never to judge accuracy."""
     from pmaintd.forecast import incidents as inc
@@ -593,26 +597,34 @@ def simulate_cmd(app: App, hosts: int, disks_per_host: int, days: float, step: s
 
     try:
         step_s = int(cfgmod.parse_duration(step))
+        future_s = cfgmod.parse_duration(future)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--step") from None
-    spec = FleetSpec(hosts=hosts, disks_per_host=disks_per_host, days=days, step_s=step_s, seed=seed)
-    stop = parse_time(end) if end else now_ns()
-    start = stop - int(days * 86400) * NS
+        raise click.BadParameter(str(exc)) from None
+    span_days = days + future_s / 86400
+    # Failures land from a third of the span to its very end, so the future part has some to predict.
+    spec = FleetSpec(hosts=hosts, disks_per_host=disks_per_host, days=span_days, step_s=step_s, seed=seed,
+                     failure_window=(1 / 3, 1.0 if future_s else 0.95))
+    now = parse_time(now_arg) if now_arg else now_ns()
+    start = now - int(days * 86400) * NS
     batches, failures = simulate(spec, start)
     n = 0
     with app.store() as st:
         buf: list[Any] = []
         for b in batches:
-            buf += b
+            buf += [p for p in b if p.time <= now]
             if len(buf) >= 20000:
                 st.write(buf)
                 n, buf = n + len(buf), []
         st.write(buf)
         n += len(buf)
+        past = [Incident(f.time, f.kind, f.entity, f.cause) for f in failures if f.time <= now]
         if not no_incidents:
-            inc.record(st, [Incident(f.time, f.kind, f.entity, f.cause) for f in failures], "simulator")
-    click.echo(f"simulated {hosts} hosts over {days:g} days: {n} points, {len(failures)} failures "
-               f"({inc.summarize([Incident(f.time, f.kind, f.entity) for f in failures])})")
+            inc.record(st, past, "simulator")
+    if truth is not None:
+        truth.write_text("".join(json.dumps({"time": format_time(f.time), "kind": f.kind, "entity": f.entity,
+                                             "cause": f.cause}) + "\n" for f in failures))
+    click.echo(f"simulated {hosts} hosts over {days:g} days: {n} points, {len(past)} failures so far "
+               f"({inc.summarize(past)}), {len(failures) - len(past)} still to come")
 
 
 @cli.group("snmp")
@@ -786,7 +798,8 @@ def grafana_provision(
             datasource_url=datasource_url,
         )
     except grafana.GrafanaError as exc:
-        err_console.print(f"[red]grafana error[/red] {exc}", highlight=False, markup=True)
+        # The message can quote Grafana's answer: never rich markup.
+        err_console.print(f"[red]grafana error[/red] {escape(str(exc))}", highlight=False)
         sys.exit(EXIT_FAILED)
     if as_json:
         print_json({"dry_run": dry_run, "changes": [c.to_json() for c in changes]})

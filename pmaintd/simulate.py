@@ -30,7 +30,7 @@ NS = 1_000_000_000
 
 @dataclass(frozen=True)
 class FleetSpec:
-    """What to simulate. Failures land in the last two thirds of the span so each has precursor history."""
+    """What to simulate."""
 
     hosts: int = 20
     disks_per_host: int = 2
@@ -41,6 +41,8 @@ class FleetSpec:
     disk_failure_fraction: float = 0.1
     precursor_hours: float = 48.0
     seed: int = 0
+    failure_window: tuple[float, float] = (1 / 3, 0.95)
+    """Failures fall uniformly in this part of the span (fractions), so each has precursor history."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,15 @@ class Failure:
         return Point(INCIDENT, {"kind": self.kind, "entity": self.entity}, {"cause": self.cause}, self.time)
 
 
-def _failure_times(rng: np.random.Generator, n: int, fraction: float, start: int, end: int) -> list[int | None]:
+def _failure_times(
+    rng: np.random.Generator, n: int, fraction: float, start: int, end: int, window: tuple[float, float]
+) -> list[int | None]:
     span = end - start
+    lo, hi = window
     out: list[int | None] = []
     for _ in range(n):
         if rng.random() < fraction:
-            out.append(int(start + span / 3 + rng.random() * (span * 2 / 3 - span / 20)))
+            out.append(int(start + span * (lo + rng.random() * (hi - lo))))
         else:
             out.append(None)
     return out
@@ -87,9 +92,9 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
     hosts = [f"sim-host-{i:03d}" for i in range(spec.hosts)]
     links = [f"sim-sw-{i // 24:02d}/Ethernet{i % 24 + 1}" for i in range(spec.hosts)]
     disks = [(h, f"SIM{i:03d}D{d}") for i, h in enumerate(hosts) for d in range(spec.disks_per_host)]
-    host_fail = _failure_times(rng, len(hosts), spec.host_failure_fraction, start_ns, end)
-    link_fail = _failure_times(rng, len(links), spec.link_failure_fraction, start_ns, end)
-    disk_fail = _failure_times(rng, len(disks), spec.disk_failure_fraction, start_ns, end)
+    host_fail = _failure_times(rng, len(hosts), spec.host_failure_fraction, start_ns, end, spec.failure_window)
+    link_fail = _failure_times(rng, len(links), spec.link_failure_fraction, start_ns, end, spec.failure_window)
+    disk_fail = _failure_times(rng, len(disks), spec.disk_failure_fraction, start_ns, end, spec.failure_window)
     causes = ["dram_uncorrectable" if rng.random() < 0.6 else "oom" for _ in hosts]
     failures = [Failure("host", h, t, causes[i]) for i, (h, t) in enumerate(zip(hosts, host_fail, strict=True)) if t]
     failures += [Failure("network", ln, t, "link_down") for ln, t in zip(links, link_fail, strict=True) if t]
