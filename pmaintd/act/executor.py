@@ -29,6 +29,8 @@ MAX_OUTPUT = 64 * 1024
 
 @dataclass(frozen=True)
 class ExecResult:
+    """How one command ended; the engine turns it into the action's next state and its audit record."""
+
     returncode: int | None
     """None when the command did not run to completion (see `error`)."""
     stdout: str

@@ -37,6 +37,8 @@ class ForecastError(ValueError):
 
 @dataclass(frozen=True)
 class Forecast:
+    """One scored entity as the policies see it (from the forecasting job, a store row, or a JSON line)."""
+
     kind: str
     entity: str
     probability: float
@@ -120,6 +122,8 @@ def read_forecasts(path: Path) -> list[Forecast]:
 
 
 def parse_forecast_lines(lines: Iterable[str], source: str = "forecasts") -> list[Forecast]:
+    """JSON-lines forecasts; the first bad line raises ForecastError naming `source` and the line, so an
+    operator's file is used whole or not at all."""
     out = []
     for n, line in enumerate(lines, 1):
         if not line.strip() or line.lstrip().startswith("#"):

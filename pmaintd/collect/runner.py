@@ -18,6 +18,8 @@ from pmaintd.telemetry import SELF, FieldValue, Point, now_ns
 
 @dataclass(frozen=True)
 class PollResult:
+    """One poll of one target: its points, or why it failed (a poll never raises; see `poll`)."""
+
     collector: str
     target: str
     started_ns: int
