@@ -8,7 +8,6 @@ import itertools
 import json
 import re
 import signal
-import sqlite3
 import statistics
 import time
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from pmaintd.collect.runstate import RunState
+from pmaintd.store.sqlite import SqliteStore
 from tests import services
 from tests.daemon.harness import (
     DaemonProcess,
@@ -86,15 +87,15 @@ def start(
 
 
 def stored_rows(state_dir: Path, measurement: str) -> int:
-    db = sqlite3.connect(state_dir / "pmaintd.db")
+    """Points of one measurement in the daemon's sqlite store, read as `pmaintd status` reads them (a second
+    process on the WAL file while the daemon writes)."""
+    if not (state_dir / "pmaintd.db").exists():
+        return 0
+    st = SqliteStore(state_dir / "pmaintd.db")
     try:
-        return db.execute(
-            "SELECT COUNT(DISTINCT x.series || ':' || x.time) FROM samples x JOIN series s ON s.id = x.series "
-            "WHERE s.measurement = ?",
-            (measurement,),
-        ).fetchone()[0]
+        return next((m.points for m in st.stats() if m.measurement == measurement), 0)
     finally:
-        db.close()
+        st.close()
 
 
 def test_ready_only_once_store_is_open_then_stop_on_sigterm(tmp_path, notify, daemons):
@@ -217,10 +218,9 @@ def test_status_metrics_and_healthz_report_up_and_down_targets(tmp_path, notify,
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
     # The run state `pmaintd status` reads has every target, with the dead one failing.
-    db = sqlite3.connect(d.state_dir / "runstate.db")
-    runs = {(c, t): ok for c, t, ok in db.execute("SELECT collector, target, ok FROM runs")}
-    db.close()
-    assert runs[("snmp", "agent")] == 1 and runs[("snmp", "dead")] == 0
+    with RunState(d.state_dir) as rs:
+        runs = {(r.collector, r.target): r.ok for r in rs.all()}
+    assert runs[("snmp", "agent")] is True and runs[("snmp", "dead")] is False
     assert stored_rows(d.state_dir, "pmaintd_collector") >= 3
 
 
@@ -507,7 +507,6 @@ def test_a_notify_receiver_that_stops_reading_never_blocks_the_loop(tmp_path, no
 def test_housekeeping_records_incidents_the_telemetry_shows(tmp_path, notify, daemons):
     """A disk that failed its SMART health check is in the store; the daemon's housekeeping job records
     it as a `pmaintd_incident` once (detection is idempotent across passes)."""
-    from pmaintd.store.sqlite import SqliteStore
     from pmaintd.telemetry import Point, now_ns
 
     state = tmp_path / "state"
@@ -556,7 +555,6 @@ def test_forecast_job_scores_every_drive_and_reports_it(tmp_path, notify, daemon
     import polars as pl
 
     from pmaintd.forecast.backblaze import read_backblaze, to_points
-    from pmaintd.store.sqlite import SqliteStore
     from tests.forecast.conftest import HDS
 
     state = tmp_path / "state"
@@ -585,15 +583,12 @@ def test_forecast_job_scores_every_drive_and_reports_it(tmp_path, notify, daemon
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
 
-    db = sqlite3.connect(state / "pmaintd.db")
-    rows = db.execute(
-        "SELECT s.tags FROM samples x JOIN series s ON s.id = x.series "
-        "WHERE s.measurement = 'pmaintd_forecast' AND x.field = 'level'"
-    ).fetchall()
-    db.close()
-    tags = [json.loads(t) for (t,) in rows]
-    assert {t["entity"] for t in tags} == set(serials)
-    assert {t["model_version"] for t in tags} == {version}
+    st = SqliteStore(state / "pmaintd.db")
+    forecasts = st.query("pmaintd_forecast")
+    st.close()
+    assert set(forecasts["entity"].to_list()) == set(serials)
+    assert set(forecasts["model_version"].to_list()) == {version}
+    assert set(forecasts["kind"].to_list()) == {"disk"}
     log = d.stderr
     assert log.index(f"models loaded: disk {version}") < log.index("ready:")
     assert re.search(r"forecast: 20 entities scored in [\d.]+s", log)
@@ -619,7 +614,6 @@ def test_retrain_job_trains_promotes_and_the_forecast_job_picks_it_up(tmp_path, 
     import polars as pl
 
     from pmaintd.forecast.backblaze import read_backblaze, to_points
-    from pmaintd.store.sqlite import SqliteStore
     from tests.forecast.conftest import HDS
 
     state = tmp_path / "state"
@@ -673,3 +667,28 @@ def test_sigterm_while_a_write_hangs_on_a_silent_influxdb_still_exits_0_within_1
     # Honest about what could not be written (the points waiting behind the hung request).
     m = re.search(r"the store did not finish writing within 8s; exiting anyway, (\d+) points not written", d.stderr)
     assert m and int(m.group(1)) > 0, d.stderr[-2000:]
+
+
+def test_sighup_moves_the_store_and_the_listen_address(tmp_path, notify, daemons, influxd):
+    """A reload that points the daemon at InfluxDB and another port: writes queued before it go to the old
+    store, later ones to the new; /metrics moves to the new address."""
+    db = "daemon_reload"
+    first, second = f"127.0.0.1:{free_tcp_port()}", f"127.0.0.1:{free_tcp_port()}"
+    d = start(daemons, tmp_path, make_config(first), notify)
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+    wait_until(lambda: stored_rows(d.state_dir, "cpu") > 0, 10, "host points in sqlite")
+    store = f'\n[store]\nkind = "influxdb"\nurl = "{influxd.url}"\ndatabase = "{db}"\n'
+    d.write_config(make_config(second, extra=store))
+    n = len(notify.messages)
+    d.signal(signal.SIGHUP)
+    msg = notify.wait_for(lambda f: f.get("READY") == "1", 15, after=n)
+    assert "reload failed" not in msg.fields["STATUS"]
+    wait_until(lambda: metric(metrics(second), "pmaintd_store_points_written_total") > 0, 15, "writes to influxd")
+    with pytest.raises(OSError):
+        http_get(f"http://{first}/metrics", timeout=2)
+    sqlite_rows = stored_rows(d.state_dir, "cpu")
+    time.sleep(2.5)
+    assert stored_rows(d.state_dir, "cpu") == sqlite_rows, "sqlite still written after the reload"
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
+    assert influx_points(influxd, db).get("cpu", 0) > 0
