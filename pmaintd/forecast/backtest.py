@@ -37,7 +37,7 @@ def score_frame(
 ) -> pl.DataFrame:
     """serial_number, date, probability for each (drive, day) of a Backblaze-shaped frame sorted by drive."""
     spec = DISK_SPEC
-    peers = peer_stats(resample(raw, spec), spec)
+    peers = peer_stats(resample(raw, spec), spec) if spec.peer else None
     bounds = _chunk_bounds(raw["serial_number"], chunk_rows)
     parts: list[pl.DataFrame] = []
     for i, (lo, hi) in enumerate(bounds):

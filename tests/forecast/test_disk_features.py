@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import polars as pl
@@ -11,12 +12,15 @@ from pmaintd.forecast import backblaze
 from pmaintd.forecast.features import DISK_SPEC, build_features, feature_names, peer_stats, resample
 from tests.forecast.conftest import DAILY_2013, HDS
 
+PEERS = replace(DISK_SPEC, peer=("smart_5_raw", "smart_197_raw", "err_sum", "smart_9_raw"))
+"""The disk spec plus same-day peer-relative columns (the shipped spec has none; see features.DISK_SPEC)."""
+
 
 def test_truncating_the_future_never_changes_earlier_features() -> None:
     raw = backblaze.read_backblaze([HDS, DAILY_2013])
     cut = date(2014, 6, 1)
-    full = build_features(raw, DISK_SPEC)
-    early = build_features(raw.filter(pl.col("date") < cut), DISK_SPEC)
+    full = build_features(raw, PEERS)
+    early = build_features(raw.filter(pl.col("date") < cut), PEERS)
     cut_t = pl.lit(cut).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     assert early.height > 1000
     assert_frame_equal(full.filter(pl.col("date") < cut_t), early)
@@ -26,10 +30,11 @@ def test_chunked_entities_with_fleet_peers_equal_the_whole_frame() -> None:
     """What the backtest relies on to stream: features of a subset of drives, given the fleet's peer stats,
     are those of the whole input."""
     raw = backblaze.read_backblaze([HDS])
-    peers = peer_stats(resample(raw, DISK_SPEC), DISK_SPEC)
-    full = build_features(raw, DISK_SPEC)
+    peers = peer_stats(resample(raw, PEERS), PEERS)
+    full = build_features(raw, PEERS)
+    assert full["err_sum__peer"].null_count() < full.height
     some = raw["serial_number"].unique().sort()[:37]
-    part = build_features(raw.filter(pl.col("serial_number").is_in(some.implode())), DISK_SPEC, peers=peers)
+    part = build_features(raw.filter(pl.col("serial_number").is_in(some.implode())), PEERS, peers=peers)
     assert_frame_equal(full.filter(pl.col("serial_number").is_in(some.implode())), part)
 
 
