@@ -692,3 +692,31 @@ def test_sighup_moves_the_store_and_the_listen_address(tmp_path, notify, daemons
     d.signal(signal.SIGTERM)
     assert d.wait(10) == 0
     assert influx_points(influxd, db).get("cpu", 0) > 0
+
+
+def test_a_stalled_process_catches_up_with_one_coalesced_run_and_misses_nothing(tmp_path, notify, daemons):
+    """SIGSTOP freezes the daemon for 3.5 s (as a stalled loop or a paused VM would), polls due every second
+    pile up; on SIGCONT each job runs once (coalesced, not three times in a burst) and, within
+    misfire_grace, none is dropped."""
+    listen = f"127.0.0.1:{free_tcp_port()}"
+    d = start(daemons, tmp_path, make_config(listen), notify)
+    notify.wait_for(lambda f: f.get("READY") == "1", 30)
+
+    def polls() -> float:
+        return metric(metrics(listen), "pmaintd_collect_runs_total", collector="host", outcome="ok")
+
+    wait_until(lambda: polls() >= 2, 10, "two polls")
+    time.sleep(0.3)
+    before = polls()
+    d.signal(signal.SIGSTOP)
+    time.sleep(3.5)
+    d.signal(signal.SIGCONT)
+    time.sleep(0.5)
+    after = polls()
+    # One catch-up run (plus at most the next regular one); without coalescing the 3 missed runs would all
+    # run at once, back to back.
+    assert 1 <= after - before <= 2, (before, after)
+    assert sum(v for k, v in metrics(listen).items() if k.startswith("pmaintd_jobs_missed_total")) == 0
+    wait_until(lambda: polls() >= after + 2, 5, "regular polls again")
+    d.signal(signal.SIGTERM)
+    assert d.wait(10) == 0
