@@ -30,6 +30,8 @@ from tests.daemon.harness import (
     wait_until,
 )
 
+pytestmark = pytest.mark.service
+
 
 def make_config(listen: str, *, host_interval: str = "1s", extra: str = "", log_format: str = "text") -> str:
     """The host collector on this machine every second; disk collectors off (no disks worth polling here)."""
