@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,46 @@ def test_bad_templates_are_refused(template: str, problem: str) -> None:
 def test_literal_braces_and_quotes_outside_placeholders_are_kept() -> None:
     out = render("awk '{{ print $1 }}' -v x={entity} \"lit\" \\'{kind}", _values("a b"))
     assert out == "awk '{ print $1 }' -v x='a b' \"lit\" \\'disk"
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("{entity} --now", "command position"),
+        ("echo $({entity})", "command position"),
+        ("echo `{entity}`", "command position"),
+        ("true && {entity}", "command position"),
+        ("LANG=C {entity}", "command position"),
+        ("eval echo {entity}", "eval"),
+        ("bash -c {entity}", "-c"),
+        ("ssh {host} uptime", "destination without a preceding --"),
+        ("ssh -o BatchMode=yes -- node1 drain {entity}", "remote command"),
+    ],
+)
+def test_placeholders_where_quoting_cannot_help_are_refused(template: str, problem: str) -> None:
+    with pytest.raises(TemplateError, match=re.escape(problem)):
+        check_template(template)
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "osd=$(ceph device ls --format json | jq -r --arg s {entity} '.[]')",
+        "case {host} in -*) exit 2;; esac",
+        "for h in {host} spare; do echo $h; done",
+        "src=qemu+ssh://root@{host}/system",
+        "sh -c 'systemctl stop \"$1\"' sh {entity}",
+        "ssh -o BatchMode=yes -- {host} sudo -n systemctl stop app.service",
+        "LANG=C kubectl drain --ignore-daemonsets -- {entity}",
+    ],
+)
+def test_placeholders_as_arguments_and_data_are_accepted(template: str, tmp_path: Path) -> None:
+    check_template(template)
+
+
+def test_an_evaluating_template_would_really_have_run_the_value(tmp_path: Path) -> None:
+    """Why the refusal matters: rendered and run, `eval echo {entity}` executes a hostile entity."""
+    marker = tmp_path / "pwned"
+    rendered = "eval echo " + shlex.quote(f"x; touch {marker}")  # what render's quoting would have produced
+    run_local(rendered, timeout=10)
+    assert marker.exists()
