@@ -53,7 +53,7 @@ class App:
             try:
                 self._loaded = cfgmod.load(self.config_path)
             except cfgmod.ConfigError as exc:
-                err_console.print(f"[red]config error[/red] {exc}", highlight=False, markup=True)
+                print_error("config error", exc)
                 sys.exit(EXIT_USAGE)
         return self._loaded
 
@@ -65,7 +65,7 @@ class App:
         try:
             st = open_store(self.config.store, self.state_dir)
         except StoreError as exc:
-            err_console.print(f"[red]store error[/red] {exc}", highlight=False)
+            print_error("store error", exc)
             sys.exit(EXIT_FAILED)
         try:
             yield st
@@ -74,6 +74,12 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def print_error(label: str, message: object) -> None:
+    """An error line on stderr. The message can quote a device, a file or a server (sysName, smartctl output,
+    Grafana's answer), so it is printed literally, never as rich markup."""
+    err_console.print(f"[red]{label}[/red] {escape(str(message))}", highlight=False)
 
 
 def print_json(obj: object) -> None:
@@ -148,7 +154,7 @@ def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_s
     try:
         state = None if no_store else RunState(app.state_dir)
     except RunStateError as exc:
-        err_console.print(f"[red]run state error[/red] {escape(str(exc))}", highlight=False)
+        print_error("run state error", escape(str(exc)))
         sys.exit(EXIT_FAILED)
     try:
         results = run_once(collectors, state)
@@ -169,7 +175,7 @@ def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_s
             try:
                 st.write(points + [r.self_point() for r in results])
             except StoreError as exc:
-                err_console.print(f"[red]store error[/red] {exc}", highlight=False)
+                print_error("store error", exc)
                 store_failed = True
     if as_json:
         print_json([p.to_json() for p in points])
@@ -200,7 +206,7 @@ def status_cmd(app: App, as_json: bool) -> None:
             with RunState(app.state_dir, readonly=True) as state:
                 runs = state.all()
         except RunStateError as exc:
-            err_console.print(f"[red]run state error[/red] {escape(str(exc))}", highlight=False)
+            print_error("run state error", escape(str(exc)))
             sys.exit(EXIT_FAILED)
     enabled = [c.name for c in collect.build(cfg)]
     never = [n for n in enabled if not any(r.collector == n for r in runs)]
@@ -209,7 +215,7 @@ def status_cmd(app: App, as_json: bool) -> None:
     try:
         recurring = recurring_healing(cfg, app.state_dir)
     except ActionStateError as exc:
-        err_console.print(f"[red]action state error[/red] {escape(str(exc))}", highlight=False)
+        print_error("action state error", escape(str(exc)))
         sys.exit(EXIT_FAILED)
     store_error = None
     with app.store() as st:
@@ -237,7 +243,7 @@ def status_cmd(app: App, as_json: bool) -> None:
     else:
         console.print(f"store: {kind} at {location}", highlight=False)
         if store_error:
-            err_console.print(f"[red]store error[/red] {store_error}", highlight=False)
+            print_error("store error", store_error)
         m_rows = [[s.measurement, s.points, format_time(s.newest)[:19] + "Z" if s.newest else "-"] for s in stats]
         console.print(_table("measurements", ["measurement", "points", "newest"], m_rows))
         c_rows = [
@@ -283,7 +289,7 @@ def _action_engine(app: App) -> Iterator[Any]:
         try:
             engine = ActionEngine(app.config, app.state_dir, st, annotate=annotator(app.config.grafana))
         except ActionStateError as exc:
-            err_console.print(f"[red]action state error[/red] {escape(str(exc))}", highlight=False)
+            print_error("action state error", escape(str(exc)))
             sys.exit(EXIT_FAILED)
         try:
             yield engine
@@ -306,7 +312,7 @@ def _action_call(fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
     except (ActionError, IllegalTransition, NoSuchAction) as exc:  # may quote an entity name from a device
-        err_console.print(f"[red]error[/red] {escape(str(exc))}", highlight=False)
+        print_error("error", escape(str(exc)))
         sys.exit(EXIT_FAILED)
 
 
@@ -453,7 +459,7 @@ def actions_evaluate(app: App, forecasts_path: Path, dry_run: bool, as_json: boo
     try:
         forecasts = read_forecasts(forecasts_path)
     except ForecastError as exc:
-        err_console.print(f"[red]forecast error[/red] {exc}", highlight=False)
+        print_error("forecast error", exc)
         sys.exit(EXIT_USAGE)
     with _action_engine(app) as engine:
         decisions = _action_call(engine.run_once, forecasts, dry_run)
@@ -521,7 +527,7 @@ def incidents_import(app: App, path: Path, as_json: bool) -> None:
     try:
         rows = parse_incidents(path)
     except IncidentFileError as exc:
-        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        print_error("error", exc)
         sys.exit(EXIT_USAGE)
     with app.store() as st:
         new = inc.record(st, rows, f"file:{path.name}")
@@ -662,12 +668,12 @@ def snmp_probe(app: App, target: str, community: str | None, version: str, profi
             tgt = adhoc_target(target, community or "public", version, timeout, retries, snmp_cfg.max_repetitions,
                                profile)
     except (cfgmod.ConfigError, KeyError, ValueError) as exc:
-        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        print_error("error", exc)
         sys.exit(EXIT_USAGE)
     try:
         result = coll.probe(tgt)
     except CollectError as exc:
-        err_console.print(f"[red]failed[/red] {exc}", highlight=False, markup=True)
+        print_error("failed", exc)
         sys.exit(EXIT_FAILED)
     report = probe_report(result)
     if as_json:
@@ -799,7 +805,7 @@ def grafana_provision(
         )
     except grafana.GrafanaError as exc:
         # The message can quote Grafana's answer: never rich markup.
-        err_console.print(f"[red]grafana error[/red] {escape(str(exc))}", highlight=False)
+        print_error("grafana error", escape(str(exc)))
         sys.exit(EXIT_FAILED)
     if as_json:
         print_json({"dry_run": dry_run, "changes": [c.to_json() for c in changes]})
@@ -831,7 +837,7 @@ def _load_bundle(model: Path | None, app: App, kind: str) -> Any:
     try:
         bundle = load(model) if model else _registry(app).current(kind)
     except BundleError as exc:
-        err_console.print(f"[red]model error[/red] {exc}", highlight=False)
+        print_error("model error", exc)
         sys.exit(EXIT_USAGE)
     if bundle is None:
         err_console.print(f"[red]model error[/red] no {kind} model (none promoted, none shipped)", highlight=False)
@@ -860,7 +866,7 @@ def train_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, no_bas
     try:
         bundle, report = train_from_backblaze(list(files), output, opts, not no_baselines, _stderr_log)
     except BackblazeFormatError as exc:
-        err_console.print(f"[red]input error[/red] {exc}", highlight=False)
+        print_error("input error", exc)
         sys.exit(EXIT_USAGE)
     if as_json:
         print_json({"output": str(output), "version": bundle.version, "threshold": bundle.threshold, **report})
@@ -896,7 +902,7 @@ def backtest_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, mod
     try:
         res = backtest(list(files), bundle, output, chunk_rows, _stderr_log)
     except BackblazeFormatError as exc:
-        err_console.print(f"[red]input error[/red] {exc}", highlight=False)
+        print_error("input error", exc)
         sys.exit(EXIT_USAGE)
     click.echo(f"wrote {output}: {res.rows} rows, {res.drives} drives, {res.alarms} alarms "
                f"(model {bundle.version}, threshold {bundle.threshold:.4g}) in {res.seconds:.1f}s")
@@ -921,7 +927,7 @@ def import_backblaze(app: App, files: tuple[Path, ...], as_json: bool) -> None:
     try:
         df = backblaze.read_backblaze(list(files))
     except backblaze.BackblazeFormatError as exc:
-        err_console.print(f"[red]input error[/red] {exc}", highlight=False)
+        print_error("input error", exc)
         sys.exit(EXIT_USAGE)
     points = 0
     with app.store() as st:
@@ -956,7 +962,7 @@ def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
         try:
             rows = forecasts(st, _registry(app), kinds, now_ns(), fc)
         except BundleError as exc:
-            err_console.print(f"[red]model error[/red] {exc}", highlight=False)
+            print_error("model error", exc)
             sys.exit(EXIT_FAILED)
     rows = rows[:top]
     if as_json:
@@ -992,7 +998,7 @@ def retrain_cmd(app: App, kind: str, incidents_file: Path | None, files: tuple[P
     try:
         extra = parse_incidents(incidents_file) if incidents_file else []
     except IncidentFileError as exc:
-        err_console.print(f"[red]error[/red] {exc}", highlight=False)
+        print_error("error", exc)
         sys.exit(EXIT_USAGE)
     if files and kind != "disk":
         raise click.BadParameter("Backblaze files only train disk models", param_hint="--backblaze")
@@ -1004,7 +1010,7 @@ def retrain_cmd(app: App, kind: str, incidents_file: Path | None, files: tuple[P
             res = retrain(kind, labeled, spec, _registry(app), opts, fc.recent_window, fc.finetune_below_failures,
                           data_hash, _stderr_log)
         except (RetrainDataError, ValueError) as exc:
-            err_console.print(f"[red]retrain error[/red] {exc}", highlight=False)
+            print_error("retrain error", exc)
             sys.exit(EXIT_FAILED)
     if as_json:
         print_json(res.to_json())
