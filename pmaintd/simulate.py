@@ -114,6 +114,8 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
         in_err = np.zeros(len(links))
         octets = np.zeros(len(links))
         realloc = np.zeros(len(disks))
+        busy = np.zeros(len(disks))
+        weighted = np.zeros(len(disks))
         pending = np.zeros(len(disks))
         rx_base = r.uniform(-4.0, -2.0, len(links))
         for k in range(steps):
@@ -171,6 +173,9 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
                             "ifOperStatus": 2 if down else 1,
                             "ifAdminStatus": 1,
                             "ifHighSpeed": 10000,
+                            "ifHCInUcastPkts": int(octets[j] / 800),
+                            # sysUpTime ticks (1/100 s) of the last state change: the failure, or boot.
+                            "ifLastChange": int((link_fail[j] - start_ns) // (NS // 100)) if down else 0,
                         },
                         t,
                     )
@@ -198,6 +203,17 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
                     ramp = _ramp(t, disk_fail[d], spec.precursor_hours * 3)
                     realloc[d] += r.poisson(0.0005 + 20 * ramp)
                     pending[d] += r.poisson(0.0002 + 8 * ramp)
+                    # Busy time grows with load; a failing disk retries, so each I/O waits longer.
+                    busy[d] += 3600_000 * min(1.0, 0.3 * load + 0.5 * ramp)
+                    weighted[d] += 3600_000 * min(4.0, 0.4 * load + 3 * ramp)
+                    out.append(
+                        Point(
+                            "diskio",
+                            {"host": h, "name": f"sd{chr(97 + d % 4)}", "serial_no": serial},
+                            {"io_time": int(busy[d]), "weighted_io_time": int(weighted[d])},
+                            t,
+                        )
+                    )
                     out.append(
                         Point(
                             "smart_device",

@@ -23,7 +23,14 @@ from pmaintd.telemetry import ANOMALY, Point
 
 HOST_SPEC = FeatureSpec(
     kind="host",
-    counters=("edac_ce", "edac_ue", "disk_realloc_max", "disk_pending_max"),
+    counters=(
+        "edac_ce",
+        "edac_ue",
+        "diskio_io_time",
+        "diskio_weighted_io_time",
+        "disk_realloc_max",
+        "disk_pending_max",
+    ),
     gauges=("cpu_used", "mem_used_percent", "load_per_cpu", "temp_max", "disk_unhealthy", "anomaly"),
     windows=(3, 12, 48),
     step="1h",
@@ -35,7 +42,7 @@ HOST_SPEC = FeatureSpec(
 NETWORK_SPEC = FeatureSpec(
     kind="network",
     counters=("in_errors", "out_errors", "in_discards", "out_discards", "flaps"),
-    gauges=("rx_dbm", "temp_c", "down_admin_up"),
+    gauges=("rx_dbm", "temp_c", "down_admin_up", "in_error_ratio"),
     windows=(3, 12, 48),
     step="1h",
     entity="link",

@@ -19,6 +19,8 @@ HOST_INPUTS = (
     "edac_ce",
     "edac_ue",
     "temp_max",
+    "diskio_io_time",
+    "diskio_weighted_io_time",
     "disk_realloc_max",
     "disk_pending_max",
     "disk_unhealthy",
@@ -32,6 +34,7 @@ NETWORK_INPUTS = (
     "out_discards",
     "flaps",
     "down_admin_up",
+    "in_error_ratio",
     "rx_dbm",
     "temp_c",
 )
@@ -79,10 +82,24 @@ def host_input(store: Store, start: int | None, stop: int | None) -> pl.DataFram
     temp = store.query("temp", start, stop)
     if _has(temp, "host", "temp"):
         parts.append(_per(temp, ["host", "time"], temp_max=pl.col("temp").max().cast(pl.Float64)))
-    base = _outer(parts, "host", HOST_INPUTS[:6])
+    dio = store.query("diskio", start, stop)
+    if _has(dio, "host", "io_time"):
+        # Whole disks only (they carry serial tags; partitions would count the same I/O twice): busy time and
+        # queue-weighted time, summed over the host's disks, stay counters (ms) for the feature function.
+        whole = dio.filter(pl.col("serial_no").is_not_null()) if "serial_no" in dio.columns else dio
+        weighted = pl.col("weighted_io_time") if "weighted_io_time" in whole.columns else pl.lit(None)
+        parts.append(
+            _per(
+                whole,
+                ["host", "time"],
+                diskio_io_time=pl.col("io_time").sum().cast(pl.Float64),
+                diskio_weighted_io_time=weighted.sum().cast(pl.Float64),
+            )
+        )
+    base = _outer(parts, "host", HOST_INPUTS[:8])
     smart = store.query("smart_device", start, stop)
     if not _has(smart, "host"):
-        return base.with_columns(pl.lit(None, pl.Float64).alias(c) for c in HOST_INPUTS[6:])
+        return base.with_columns(pl.lit(None, pl.Float64).alias(c) for c in HOST_INPUTS[8:])
 
     def col(c: str) -> pl.Expr:
         return pl.col(c).cast(pl.Float64) if c in smart.columns else pl.lit(None, pl.Float64)
@@ -106,9 +123,11 @@ def host_input(store: Store, start: int | None, stop: int | None) -> pl.DataFram
 
 
 def network_input(store: Store, start: int | None, stop: int | None) -> pl.DataFrame:
-    """link (`source/ifName`), time and NETWORK_INPUTS. `flaps` counts ifOperStatus changes so far (a counter),
-    `down_admin_up` is 1 while the link is down but administratively up; `rx_dbm` is the interface's optical
-    receive power where the device profile maps an optics sensor to the interface (tag ifName)."""
+    """link (`source/ifName`), time and NETWORK_INPUTS. `flaps` counts state changes so far (a counter): an
+    ifOperStatus change between polls, or an ifLastChange that moved (a flap that came and went between two
+    polls); `down_admin_up` is 1 while the link is down but administratively up; `in_error_ratio` is the share
+    of received packets in error since the previous poll; `rx_dbm` is the interface's optical receive power
+    where the device profile maps an optics sensor to the interface (tag ifName)."""
     iface = store.query("interface", start, stop)
     parts: list[pl.DataFrame] = []
     if _has(iface, "source", "ifName"):
@@ -119,7 +138,18 @@ def network_input(store: Store, start: int | None, stop: int | None) -> pl.DataF
         d = iface.with_columns(pl.concat_str([pl.col("source"), pl.col("ifName")], separator="/").alias("link"))
         d = d.sort("link", "time")
         oper = col("ifOperStatus")
-        changed = (oper != oper.shift(1).over("link")).fill_null(False).cast(pl.Float64)
+        last_change = col("ifLastChange")
+        changed = (
+            (oper != oper.shift(1).over("link")).fill_null(False)
+            | (last_change != last_change.shift(1).over("link")).fill_null(False)
+        ).cast(pl.Float64)
+        packets = pl.sum_horizontal(
+            *[col(c).fill_null(0) for c in ("ifHCInUcastPkts", "ifHCInMulticastPkts", "ifHCInBroadcastPkts")]
+        )
+        packets = pl.when(packets > 0).then(packets).otherwise(col("ifInUcastPkts"))
+        d_err = col("ifInErrors").diff().over("link")
+        d_pkt = packets.diff().over("link")
+        ratio = pl.when((d_err >= 0) & (d_pkt + d_err > 0)).then(d_err / (d_pkt + d_err))
         parts.append(
             d.select(
                 "link",
@@ -130,6 +160,7 @@ def network_input(store: Store, start: int | None, stop: int | None) -> pl.DataF
                 col("ifOutDiscards").alias("out_discards"),
                 changed.cum_sum().over("link").alias("flaps"),
                 ((oper == 2) & (col("ifAdminStatus") == 1)).cast(pl.Float64).alias("down_admin_up"),
+                ratio.alias("in_error_ratio"),
             )
         )
     sens = store.query("snmp_sensor", start, stop)

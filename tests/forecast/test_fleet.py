@@ -32,13 +32,20 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[SqliteStore, list[I
 
 
 def test_inputs_cover_every_entity(fleet: tuple[SqliteStore, list[Incident]]) -> None:
-    store, _ = fleet
+    store, incidents = fleet
     hosts = KINDS["host"].frame(store, None, None)
     links = KINDS["network"].frame(store, None, None)
     assert hosts["host"].n_unique() == SPEC.hosts
     assert links["link"].n_unique() == SPEC.hosts
     assert hosts["edac_ce"].null_count() == 0 and hosts["mem_used_percent"].null_count() == 0
     assert links["rx_dbm"].null_count() == 0
+    assert hosts["diskio_io_time"].drop_nulls().len() > 0
+    assert links["in_error_ratio"].drop_nulls().is_between(0, 1).all()
+    # A link that failed flapped once (down), and its ifLastChange moved with it: counted once, not twice.
+    failed = {i.entity for i in incidents if i.kind == "network"}
+    flaps = links.group_by("link").agg(pl.col("flaps").max())
+    assert set(flaps.filter(pl.col("flaps") == 1)["link"]) == failed
+    assert flaps.filter(~pl.col("link").is_in(list(failed)))["flaps"].max() == 0
     assert hosts["anomaly"].drop_nulls().len() > 0
 
 
