@@ -207,3 +207,13 @@ def test_any_fields_and_tags_read_back_exactly(fields: dict[str, object], tags: 
     assert {k: row[k] for k in p.fields} == p.fields
     assert {k: row[k] for k in p.tags} == p.tags
     assert all(type(row[k]) is type(v) for k, v in p.fields.items())
+
+
+def test_undecodable_text_and_name_clashes(tmp_path: Path) -> None:
+    """A lone surrogate (bytes a collector could not decode) is stored as `?`, as InfluxDB gets it; a field
+    named like a tag comes back as `<name>_1`, as InfluxQL names it."""
+    s = SqliteStore(tmp_path / "db")
+    s.write([Point("interface", {"ifName": "ge-0/0/0"}, {"ifAlias": "bad\udcff byte", "ifName": 7}, NOW)])
+    row = s.query("interface").row(0, named=True)
+    assert row["ifAlias"] == "bad? byte" and row["ifName"] == "ge-0/0/0" and row["ifName_1"] == 7
+    s.close()
