@@ -47,11 +47,16 @@ def test_bundle_of_another_feature_spec_version_is_refused(disk_bundle: Bundle, 
         load(tmp_path)
 
 
-def test_calibration_is_monotone_and_probabilities_bounded(disk_bundle: Bundle) -> None:
+def test_calibration_is_monotone_and_probabilities_bounded(disk_bundle: Bundle, labeled: pl.DataFrame) -> None:
     assert disk_bundle.calibration["a"] > 0
-    m = np.linspace(-20, 20, 401)
+    m = np.linspace(-6, 6, 121)
     p = disk_bundle.calibrate(m)
     assert np.all(np.diff(p) > 0) and p.min() > 0 and p.max() < 1
+    # On real rows: ordering by probability is ordering by the model's margin (ranking is never changed).
+    x = disk_bundle.matrix(labeled.head(5000))
+    margin, prob = disk_bundle.margin(x), disk_bundle.calibrate(disk_bundle.margin(x))
+    order = np.argsort(margin, kind="stable")
+    assert np.all(np.diff(prob[order]) >= 0)
 
 
 def test_threshold_meets_the_far_budget_on_its_calibration_drives(disk_bundle: Bundle, labeled: pl.DataFrame) -> None:
