@@ -952,28 +952,42 @@ def import_backblaze(app: App, files: tuple[Path, ...], as_json: bool) -> None:
 def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
     """Current ranked failure risks from the store's telemetry, each with its top reasons; entities whose data
     cannot support a number show "insufficient history"."""
+    from pmaintd.act.engine import recurring_healing
     from pmaintd.forecast.bundle import BundleError
+    from pmaintd.forecast.fleet import anomaly_points
     from pmaintd.forecast.scoring import forecasts
     from pmaintd.telemetry import now_ns
 
     fc = app.config.forecast
     kinds = [kind] if kind else list(fc.kinds)
+    now = now_ns()
     with app.store() as st:
         try:
-            rows = forecasts(st, _registry(app), kinds, now_ns(), fc)
+            rows = forecasts(st, _registry(app), kinds, now, fc)
         except BundleError as exc:
             print_error("model error", exc)
             sys.exit(EXIT_FAILED)
+        # Unsupervised scores beside the model's: a failure with no precedent shows here first.
+        anomaly = {(p.tags["kind"], p.tags["entity"]): p.fields for p in anomaly_points(st, now)}
+    recurring = {(r.kind, r.entity): r.count for r in recurring_healing(app.config, app.state_dir)}
     rows = rows[:top]
+    objs = []
+    for r in rows:
+        a = anomaly.get((r.kind, r.entity), {})
+        objs.append(r.to_json() | {"anomaly": a.get("score"), "anomaly_metric": a.get("metric"),
+                                   "recurring_actions": recurring.get((r.kind, r.entity), 0)})
     if as_json:
-        print_json([r.to_json() for r in rows])
+        print_json(objs)
         return
     table_rows = []
-    for r in rows:
+    for r, o in zip(rows, objs, strict=True):
         p = "insufficient history" if r.probability is None else f"{r.probability:.3f}"
         why = "; ".join(f"{x['feature']}={_f(x['value'])} ({x['contribution']:+.2f})" for x in r.reasons[:3])
-        table_rows.append([r.kind, r.entity, r.host, p, r.level, why])
-    console.print(_table("forecasts", ["kind", "entity", "host", "probability", "level", "top reasons"], table_rows))
+        anom = "" if o["anomaly"] is None else f"{o['anomaly']:.1f} ({o['anomaly_metric']})"
+        healed = f"healed {o['recurring_actions']}x: root cause not fixed" if o["recurring_actions"] else ""
+        table_rows.append([r.kind, r.entity, r.host, p, r.level, why, anom, healed])
+    console.print(_table("forecasts", ["kind", "entity", "host", "probability", "level", "top reasons", "anomaly",
+                                       "recurring"], table_rows))
 
 
 @cli.command("retrain")

@@ -21,11 +21,12 @@ import polars as pl
 import pytest
 
 from pmaintd.store.sqlite import SqliteStore
-from pmaintd.telemetry import parse_time
+from pmaintd.telemetry import format_time, now_ns, parse_time
 from tests.services import free_port
 
-NOW = "2026-11-29T12:00:00Z"
 HOUR_NS = 3600 * 10**9
+NOW = format_time(now_ns() // HOUR_NS * HOUR_NS)
+"""The simulated fleet's now: the real now (the daemon scores at the real time), on the hour."""
 
 
 def _pmaintd(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -121,3 +122,19 @@ def test_daemon_forecasts_alarm_ahead_of_failures(fleet: tuple[Path, list[dict[s
     assert recall >= 0.6
     assert far <= 0.05
     assert lead >= 4
+
+
+def test_forecast_command_ranks_with_reasons_and_anomaly(fleet: tuple[Path, list[dict[str, str]], dict]) -> None:
+    """`pmaintd forecast` shows the same risks with their reasons and each entity's unsupervised anomaly score."""
+    root, truth, _ = fleet
+    env = os.environ | {"PMAINTD_CONFIG": str(root / "pmaintd.toml"), "PMAINTD_STATE_DIR": str(root / "state")}
+    rows = json.loads(_pmaintd(env, "forecast", "--kind", "host", "--top", "1000", "--json").stdout)
+    now = parse_time(NOW)
+    upcoming = {t["entity"] for t in truth if t["kind"] == "host" and now < parse_time(t["time"]) <= now + 24 * HOUR_NS}
+    alarms = [r for r in rows if r["level"] == "alarm"]
+    assert upcoming <= {r["entity"] for r in alarms}
+    assert all(r["reasons"] and r["reasons"][0]["feature"] for r in alarms)
+    failed = {t["entity"] for t in truth if t["kind"] == "host" and parse_time(t["time"]) <= now}
+    alive = [r for r in rows if r["entity"] not in failed]
+    assert alive and all(r["anomaly"] is not None and r["anomaly"] >= 0 for r in alive)
+    assert all(r["recurring_actions"] == 0 for r in rows)
