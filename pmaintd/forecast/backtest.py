@@ -13,12 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from pmaintd.forecast import backblaze
 from pmaintd.forecast.bundle import Bundle
-from pmaintd.forecast.features import DISK_SPEC, build_features, peer_stats, resample
+from pmaintd.forecast.features import DISK_SPEC, build_features, entity_chunks, peer_stats, resample
 
 
 @dataclass(frozen=True)
@@ -38,7 +37,7 @@ def score_frame(
     """serial_number, date, probability for each (drive, day) of a Backblaze-shaped frame sorted by drive."""
     spec = DISK_SPEC
     peers = peer_stats(resample(raw, spec), spec) if spec.peer else None
-    bounds = _chunk_bounds(raw["serial_number"], chunk_rows)
+    bounds = entity_chunks(raw["serial_number"], chunk_rows)
     parts: list[pl.DataFrame] = []
     for i, (lo, hi) in enumerate(bounds):
         feats = build_features(raw.slice(lo, hi - lo), spec, peers=peers)
@@ -49,19 +48,6 @@ def score_frame(
         schema={spec.entity: pl.Utf8, spec.time: pl.Datetime("us", "UTC"), "probability": pl.Float64}
     )
     return out.with_columns(pl.col(spec.time).dt.date())
-
-
-def _chunk_bounds(serials: pl.Series, chunk_rows: int) -> list[tuple[int, int]]:
-    """Row ranges of about chunk_rows that never split a drive (serials are sorted)."""
-    starts = np.flatnonzero(serials.ne_missing(serials.shift(1)).fill_null(True).to_numpy())
-    bounds, lo = [], 0
-    for s in starts[1:]:
-        if s - lo >= chunk_rows:
-            bounds.append((lo, int(s)))
-            lo = int(s)
-    if serials.len() > lo:
-        bounds.append((lo, serials.len()))
-    return bounds
 
 
 def backtest(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
 
 FEATURE_SPEC_VERSION = 5
@@ -185,16 +186,38 @@ def build_features(
     spec: FeatureSpec,
     peers: pl.DataFrame | None = None,
     resampled: bool = False,
+    chunk_rows: int = 300_000,
 ) -> pl.DataFrame:
     """Feature rows (entity, time, group, features...) for every (entity, step) of the input.
 
     `peers` (from `peer_stats`) lets a caller that processes entities in chunks supply statistics computed
     over the whole fleet; by default they come from the input itself. Pass `resampled=True` when the frame
-    already went through `resample` for this spec.
+    already went through `resample` for this spec. Entities are processed `chunk_rows` at a time (whole
+    entities), which bounds the float64 intermediates; the result is the same for any chunk size.
     """
     base = frame if resampled and isinstance(frame, pl.DataFrame) else resample(frame, spec)
     if peers is None:
         peers = peer_stats(base, spec)
+    parts = [_features(base.slice(lo, hi - lo), spec, peers) for lo, hi in entity_chunks(base[spec.entity], chunk_rows)]
+    if not parts:
+        return _features(base, spec, peers)
+    return pl.concat(parts) if len(parts) > 1 else parts[0]
+
+
+def entity_chunks(entities: pl.Series, chunk_rows: int) -> list[tuple[int, int]]:
+    """Row ranges of about chunk_rows that never split an entity (the series is sorted by entity)."""
+    starts = np.flatnonzero(entities.ne_missing(entities.shift(1)).fill_null(True).to_numpy())
+    bounds, lo = [], 0
+    for s in starts[1:]:
+        if s - lo >= chunk_rows:
+            bounds.append((lo, int(s)))
+            lo = int(s)
+    if entities.len() > lo:
+        bounds.append((lo, entities.len()))
+    return bounds
+
+
+def _features(base: pl.DataFrame, spec: FeatureSpec, peers: pl.DataFrame) -> pl.DataFrame:
     step_s = round(_step_days(spec.step) * 86400)
     ent = pl.col(spec.entity)
     same = ent == ent.shift(1)

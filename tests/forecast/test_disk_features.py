@@ -64,3 +64,8 @@ def test_resample_takes_the_last_value_per_step_and_adds_missing_columns() -> No
     assert f["smart_5_raw__growth_3"].to_list() == [0.0, 5.0]
     assert f["smart_5_raw__growth_1"].to_list() == [0.0, 0.0]
     assert f["smart_5_raw__incsteps_3"].to_list() == [0.0, 1.0]
+
+
+def test_chunk_size_never_changes_features() -> None:
+    raw = backblaze.read_backblaze([HDS])
+    assert_frame_equal(build_features(raw, PEERS, chunk_rows=1_000), build_features(raw, PEERS))
