@@ -90,7 +90,8 @@ class CycleResult:
 
 
 class ForecastJob:
-    """Scores every entity that has a model, writes `pmaintd_forecast`, and runs the policies on the result.
+    """Scores every entity that has a model, writes `pmaintd_forecast` (and `pmaintd_anomaly` for hosts and
+    links), and runs the policies on the forecasts.
 
     Build, run and close it in the same thread (the action engine's database connection lives there).
     `store` writes go through the daemon's single writer; reads go to the store.
@@ -114,10 +115,12 @@ class ForecastJob:
     def run(self, now: int) -> CycleResult:
         from pmaintd.act.policy import Forecast as ActForecast
         from pmaintd.forecast import scoring
+        from pmaintd.forecast.fleet import anomaly_points
 
         t0 = time.monotonic()
         forecasts = scoring.forecasts(self.store, self.models, list(self.cfg.forecast.kinds), now, self.cfg.forecast)
-        self.store.write([f.to_point() for f in forecasts])
+        # Unsupervised anomaly scores need no model: they cover failures no incident has taught a model yet.
+        self.store.write([f.to_point() for f in forecasts] + anomaly_points(self.store, now))
         result = CycleResult(len(forecasts))
         for f in forecasts:
             result.by_level[(f.kind, f.level)] = result.by_level.get((f.kind, f.level), 0) + 1

@@ -98,6 +98,7 @@ def test_daemon_forecasts_alarm_ahead_of_failures(fleet: tuple[Path, list[dict[s
     now = parse_time(NOW)
     store = SqliteStore(root / "state" / "pmaintd.db")
     fc = store.query("pmaintd_forecast", tags={"kind": kind})
+    anomalies = store.query("pmaintd_anomaly", tags={"kind": kind})
     store.close()
     assert fc.height > 0
     latest = fc.group_by("entity").agg(pl.all().sort_by("time").last())
@@ -108,6 +109,8 @@ def test_daemon_forecasts_alarm_ahead_of_failures(fleet: tuple[Path, list[dict[s
         if t["kind"] == kind and now < parse_time(t["time"]) <= now + 24 * HOUR_NS
     }
     alive = latest.filter(~pl.col("entity").is_in(list(failed_before)))
+    # The daemon also wrote each reporting entity's unsupervised anomaly score.
+    assert set(alive["entity"]) <= set(anomalies["entity"])
     alarms = set(alive.filter(pl.col("level") == "alarm")["entity"])
     healthy = set(alive["entity"]) - set(upcoming)
     caught = [e for e in upcoming if e in alarms]
