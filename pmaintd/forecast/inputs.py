@@ -49,6 +49,11 @@ def _per(frame: pl.DataFrame, keys: list[str], **aggs: pl.Expr) -> pl.DataFrame:
     return frame.group_by(keys).agg(**aggs) if not frame.is_empty() else pl.DataFrame()
 
 
+def _num(df: pl.DataFrame, c: str) -> pl.Expr:
+    """Column c as float, or all-null when this frame has no such column (a device that lacks the field)."""
+    return pl.col(c).cast(pl.Float64) if c in df.columns else pl.lit(None, pl.Float64)
+
+
 def _has(df: pl.DataFrame, *cols: str) -> bool:
     return not df.is_empty() and all(c in df.columns for c in cols)
 
@@ -70,7 +75,7 @@ def host_input(store: Store, start: int | None, stop: int | None) -> pl.DataFram
         )
     edac = store.query("edac", start, stop)
     if _has(edac, "host", "ce_count"):
-        ue = pl.col("ue_count") if "ue_count" in edac.columns else pl.lit(0)
+        ue = _num(edac, "ue_count").fill_null(0)
         parts.append(
             _per(
                 edac,
@@ -87,7 +92,7 @@ def host_input(store: Store, start: int | None, stop: int | None) -> pl.DataFram
         # Whole disks only (they carry serial tags; partitions would count the same I/O twice): busy time and
         # queue-weighted time, summed over the host's disks, stay counters (ms) for the feature function.
         whole = dio.filter(pl.col("serial_no").is_not_null()) if "serial_no" in dio.columns else dio
-        weighted = pl.col("weighted_io_time") if "weighted_io_time" in whole.columns else pl.lit(None)
+        weighted = _num(whole, "weighted_io_time")
         parts.append(
             _per(
                 whole,
@@ -102,7 +107,7 @@ def host_input(store: Store, start: int | None, stop: int | None) -> pl.DataFram
         return base.with_columns(pl.lit(None, pl.Float64).alias(c) for c in HOST_INPUTS[8:])
 
     def col(c: str) -> pl.Expr:
-        return pl.col(c).cast(pl.Float64) if c in smart.columns else pl.lit(None, pl.Float64)
+        return _num(smart, c)
 
     unhealthy = (~pl.col("health_ok")).cast(pl.Float64) if "health_ok" in smart.columns else pl.lit(0.0)
     disks = _per(
@@ -133,7 +138,7 @@ def network_input(store: Store, start: int | None, stop: int | None) -> pl.DataF
     if _has(iface, "source", "ifName"):
 
         def col(c: str) -> pl.Expr:
-            return pl.col(c).cast(pl.Float64) if c in iface.columns else pl.lit(None, pl.Float64)
+            return _num(iface, c)
 
         d = iface.with_columns(pl.concat_str([pl.col("source"), pl.col("ifName")], separator="/").alias("link"))
         d = d.sort("link", "time")
