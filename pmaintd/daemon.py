@@ -89,6 +89,8 @@ class Writer:
         self._last_error: str | None = None
         self.queued = 0
         """Points submitted and not yet handed to the store."""
+        self.rescued = 0
+        """Points moved to the store's spool at stop because a hung server held the writer."""
         self._count_lock = threading.Lock()
         self.stored = 0
         """Points the store accepted (written, or spooled by a server store) since start."""
@@ -126,10 +128,40 @@ class Writer:
         return self.call(do)
 
     def close(self, timeout: float) -> bool:
-        """Write what is queued, close the store; False when that did not finish within timeout."""
+        """Write what is queued, close the store; False when that did not finish within timeout (then what
+        still waits behind the stuck write goes to the store's spool, where one exists)."""
         self._q.put(None)
         self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if not self._thread.is_alive():
+            return True
+        self._rescue()
+        return False
+
+    def _rescue(self) -> None:
+        """Move the point batches still queued into the store's durable spool (a server store keeps one): a
+        server that accepts connections but never answers must not cost the points waiting behind it."""
+        spool = getattr(self.store, "spool", None)
+        if not callable(spool):
+            return
+        points: list[Point] = []
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, list):
+                points.extend(item)
+        if not points:
+            return
+        try:
+            spool(points)
+        except Exception as exc:
+            log.error("could not spool %d points at stop: %s", len(points), exc)
+            return
+        self.rescued += len(points)
+        self._metrics.write_queue.dec(len(points))
+        with self._count_lock:
+            self.queued -= len(points)
 
     def _run(self) -> None:
         while True:
@@ -904,8 +936,10 @@ class Daemon:
             )
         else:
             log.error(
-                "stopped: the store did not finish writing within %gs; exiting anyway, %d points not written",
+                "stopped: the store did not finish writing within %gs; exiting anyway, %d points spooled for "
+                "the next start, %d points not written",
                 timeout,
+                self.writer.rescued,
                 self.writer.queued,
             )
         if self.http is not None:

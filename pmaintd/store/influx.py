@@ -202,6 +202,14 @@ class InfluxStore:
                     self._spool_rest(batches[n:], first=payload if self._wire_gzip else None)
                     return
 
+    def spool(self, points: Sequence[Point]) -> None:
+        """Put points straight into the spool without trying the server, for the next write or process to
+        replay. The daemon uses it at stop when a hung server holds the writer: what waits behind that request
+        is kept instead of lost. Takes only the spool's own lock, so it works while a write is stuck."""
+        size = self.cfg.batch_size
+        self._spool_rest([(self._ser.encode(points[i : i + size]), len(points[i : i + size]))
+                          for i in range(0, len(points), size)])
+
     def _spool_rest(self, batches: list[tuple[bytes, int]], first: bytes | None = None) -> None:
         for i, (body, count) in enumerate(batches):
             self._spool.append(first if i == 0 and first is not None else gzip.compress(body, 1), count)
