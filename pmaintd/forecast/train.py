@@ -48,6 +48,10 @@ class TrainOptions:
     seed: int = 20130410
     valid_from: str | None = None
     """ISO time: train only on rows before it and evaluate calib/test only on rows from it on (time-disjoint)."""
+    failed_negatives: bool = False
+    """Train on the rows of failed entities before their horizon as negatives. Per-entity evaluation never
+    looks at those rows, and as negatives they teach that a disk with growing errors weeks before it fails
+    is not at risk."""
     init_model: str | None = None
     """A model.txt to continue boosting from (fine-tuning a champion on little local history)."""
     params: dict[str, Any] = field(default_factory=dict)
@@ -74,6 +78,14 @@ def _subsample(train: pl.DataFrame, rate: float, seed: int, entity: str, time: s
     """All positives; a deterministic `rate` share of negatives (by row hash, so reruns match)."""
     key = pl.struct(entity, time).hash(seed) % 1_000_000
     return train.filter((pl.col("label") == 1) | (key < int(rate * 1_000_000)))
+
+
+def _training_rows(df: pl.DataFrame, opts: TrainOptions, ent: str, tm: str) -> pl.DataFrame:
+    """The train part's rows LightGBM sees: positives, and subsampled negatives (see `failed_negatives`)."""
+    train = df.filter(pl.col("part") == "train")
+    if not opts.failed_negatives:
+        train = train.filter((pl.col("label") == 1) | pl.col("failure_time").is_null())
+    return _subsample(train, opts.negative_rate, opts.seed, ent, tm)
 
 
 def _booster_params(opts: TrainOptions) -> dict[str, Any]:
@@ -147,7 +159,7 @@ def fit(
     if opts.valid_from:
         cut = pl.lit(opts.valid_from).str.to_datetime(time_unit="us").dt.replace_time_zone("UTC")
         df = df.filter(pl.when(pl.col("part") == "train").then(pl.col(tm) < cut).otherwise(pl.col(tm) >= cut))
-    train = _subsample(df.filter(pl.col("part") == "train"), opts.negative_rate, opts.seed, ent, tm)
+    train = _training_rows(df, opts, ent, tm)
     calib = df.filter(pl.col("part") == "calib")
     test = df.filter(pl.col("part") == "test")
     if train["label"].sum() == 0 or calib["label"].sum() == 0:
@@ -206,12 +218,13 @@ def fit(
 
 
 def plain_baseline(labeled: pl.DataFrame, spec: FeatureSpec, opts: TrainOptions, raw: Sequence[str]) -> dict[str, Any]:
-    """Reference: LightGBM on raw values plus 7-step deltas only, same split, uncalibrated, evaluated on test."""
+    """Reference: LightGBM on raw values plus 7-step deltas only; same split, same training rows, uncalibrated,
+    evaluated on the test part."""
     ent, tm = spec.entity, spec.time
     cols = [f"{c}__last" for c in raw] + [f"{c}__growth_7" for c in raw if f"{c}__growth_7" in labeled.columns]
     cols = [c for c in cols if c in labeled.columns]
     df = assign_parts(labeled, ent, opts)
-    train = _subsample(df.filter(pl.col("part") == "train"), opts.negative_rate, opts.seed, ent, tm)
+    train = _training_rows(df, opts, ent, tm)
     calib, test = df.filter(pl.col("part") == "calib"), df.filter(pl.col("part") == "test")
     dtrain = lgb.Dataset(train.select(cols).to_numpy().astype(np.float32), label=train["label"].to_numpy())
     dcalib = lgb.Dataset(calib.select(cols).to_numpy().astype(np.float32), label=calib["label"].to_numpy(),
