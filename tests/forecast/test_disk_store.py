@@ -105,7 +105,10 @@ def test_compare_promotes_only_when_not_worse() -> None:
     assert compare(good, None, 0.01)[0]
     assert compare(good, {"recall_at_far_0.01": 0.6}, 0.01)[0]
     assert not compare(good, {"recall_at_far_0.01": 0.7}, 0.01)[0]
-    assert not compare({"recall_at_far_0.01": 0.9, "far_at_threshold": 0.02}, None, 0.01)[0]
+    assert not compare({"recall_at_far_0.01": 0.9, "far_at_threshold": 0.02, "entities_healthy": 1000}, None, 0.01)[0]
+    # One entity of slack: 1 false alarm among 70 healthy drives (1.4%) does not fail a 1% budget.
+    assert compare({"recall_at_far_0.01": 0.9, "far_at_threshold": 1 / 70, "entities_healthy": 70}, None, 0.01)[0]
+    assert not compare({"recall_at_far_0.01": 0.9, "far_at_threshold": 2 / 70, "entities_healthy": 70}, None, 0.01)[0]
     assert not compare({"recall_at_far_0.01": None, "far_at_threshold": None}, None, 0.01)[0]
 
 
