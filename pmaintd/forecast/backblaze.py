@@ -14,7 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pmaintd.telemetry import INCIDENT, SMART_ATTRIBUTE, SMART_DEVICE, Point
+from pmaintd.forecast.incidents import to_point as incident_point
+from pmaintd.forecast.labels import Incident
+from pmaintd.telemetry import SMART_ATTRIBUTE, SMART_DEVICE, Point
 
 SMART_COL = re.compile(r"^smart_(\d+)_(raw|normalized)$")
 KEYS = ("date", "serial_number")
@@ -100,38 +102,50 @@ def to_points(df: pl.DataFrame, batch_rows: int = 20_000) -> Iterator[list[Point
 
     smart_device carries the fields Telegraf names (reallocated_sectors_count from SMART 5, ...);
     smart_attribute has one series per attribute id with raw_value and, when present, value (normalized).
+    Columns are turned into Python lists once per batch (not a dict per row): this loop is most of an import.
     """
     ids = sorted({int(m.group(1)) for c in df.columns if (m := SMART_COL.match(c))})
+    names = {i: ATTRIBUTES.get(i, (f"Attribute_{i}", None)) for i in ids}
     for start in range(0, df.height, batch_rows):
-        chunk = df.slice(start, batch_rows).with_columns(
-            (pl.col("date").cast(pl.Datetime("ns")).cast(pl.Int64)).alias("__ns")
-        )
+        chunk = df.slice(start, batch_rows)
+        ts = chunk["date"].cast(pl.Datetime("ns")).cast(pl.Int64).to_list()
+        serials, models = chunk["serial_number"].to_list(), chunk["model"].to_list()
+        failed = (chunk["failure"] == 1).to_list()
+        caps = chunk["capacity_bytes"].to_list() if "capacity_bytes" in chunk.columns else [None] * chunk.height
+        cols = {
+            i: (_ints(chunk, f"smart_{i}_raw"), _ints(chunk, f"smart_{i}_normalized"))
+            for i in ids
+        }
         points: list[Point] = []
-        for row in chunk.iter_rows(named=True):
-            t = row["__ns"]
-            serial, model = row["serial_number"], row["model"]
-            dev_fields: dict[str, int | float | bool] = {}
-            for i in ids:
-                raw, norm = row.get(f"smart_{i}_raw"), row.get(f"smart_{i}_normalized")
+        for r in range(chunk.height):
+            t, serial, model = ts[r], serials[r], models[r]
+            dev_fields: dict[str, int | bool] = {"health_ok": not failed[r]}
+            for i, (raws, norms) in cols.items():
+                raw, norm = raws[r], norms[r]
                 if raw is None and norm is None:
                     continue
-                name, telegraf = ATTRIBUTES.get(i, (f"Attribute_{i}", None))
-                fields = {"raw_value": int(raw) if raw is not None else None}
+                name, telegraf = names[i]
+                fields: dict[str, int] = {}
+                if raw is not None:
+                    fields["raw_value"] = raw
+                    if telegraf:
+                        dev_fields[telegraf] = raw
                 if norm is not None:
-                    fields["value"] = int(norm)
-                if raw is not None and telegraf:
-                    dev_fields[telegraf] = int(raw)
+                    fields["value"] = norm
                 tags = {"host": HOST_TAG, "serial_no": serial, "model": model, "id": str(i), "name": name}
                 points.append(Point(SMART_ATTRIBUTE, tags, fields, t))
-            dev_fields["health_ok"] = row["failure"] != 1
-            if row.get("capacity_bytes") is not None:
-                dev_fields["capacity_bytes"] = int(row["capacity_bytes"])
+            if caps[r] is not None:
+                dev_fields["capacity_bytes"] = caps[r]
             points.append(Point(SMART_DEVICE, {"host": HOST_TAG, "serial_no": serial, "model": model}, dev_fields, t))
-            if row["failure"] == 1:
-                points.append(
-                    Point(INCIDENT, {"kind": "disk", "entity": serial}, {"count": 1, "cause": "backblaze failure"}, t)
-                )
+            if failed[r]:
+                points.append(incident_point(Incident(t, "disk", serial, "backblaze failure"), "backblaze"))
         yield points
+
+
+def _ints(chunk: pl.DataFrame, col: str) -> list[int | None]:
+    if col not in chunk.columns:
+        return [None] * chunk.height
+    return chunk[col].cast(pl.Int64, strict=False).to_list()
 
 
 def _tag(frame: pl.DataFrame, name: str) -> pl.Expr:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pmaintd.telemetry import INCIDENT, Point, parse_time
+from pmaintd.telemetry import parse_time
 
 KINDS = ("disk", "host", "network")
 
@@ -30,13 +30,7 @@ class Incident:
     kind: str
     entity: str
     cause: str = ""
-
-    def to_point(self) -> Point:
-        """The `pmaintd_incident` point that records this incident in the store."""
-        fields: dict[str, str | int] = {"count": 1}
-        if self.cause:
-            fields["cause"] = self.cause
-        return Point(INCIDENT, {"kind": self.kind, "entity": self.entity}, fields, self.time)
+    """Free text; `forecast.incidents.to_point` turns an incident into its `pmaintd_incident` point."""
 
 
 class IncidentFileError(ValueError):
