@@ -56,4 +56,38 @@ def labeled_for_retrain(
     labeled = labeled.sort(spec.entity, spec.time)
     if labeled["label"].sum() == 0:
         raise RetrainDataError(f"no {kind} failures in the data: record incidents (pmaintd incidents import FILE)")
+    if store is not None:
+        labeled = weight_false_alarms(
+            labeled, incidents.read(store, kind, 0, None, incidents.FALSE_ALARM), spec, horizon_hours
+        )
     return labeled, spec, "+".join(hashes)
+
+
+FALSE_ALARM_WEIGHT = 5.0
+"""Training weight of the rows an operator marked as a false alarm (hard negatives)."""
+
+
+def weight_false_alarms(
+    labeled: pl.DataFrame, marks: Sequence[Incident], spec: FeatureSpec, horizon_hours: float
+) -> pl.DataFrame:
+    """An operator's false-alarm mark says: the forecasts for this entity in the horizon before the mark were
+    wrong. Those rows are negatives the model got wrong, so they weigh FALSE_ALARM_WEIGHT in training (and are
+    never dropped by negative subsampling). A row that is positive (the entity did fail) keeps its label:
+    a real failure outranks an earlier judgement."""
+    if not marks:
+        return labeled
+    ent, tm = spec.entity, spec.time
+    m = pl.DataFrame(
+        {ent: [i.entity for i in marks], "__mark": [i.time // 1000 for i in marks]},
+        schema={ent: pl.Utf8, "__mark": pl.Int64},
+    ).with_columns(pl.col("__mark").cast(pl.Datetime("us", "UTC")))
+    horizon = pl.duration(microseconds=int(horizon_hours * 3600 * 1_000_000))
+    hit = (
+        labeled.select(ent, tm, "label")
+        .join(m, on=ent)
+        .filter((pl.col("label") == 0) & (pl.col(tm) <= pl.col("__mark")) & (pl.col(tm) > pl.col("__mark") - horizon))
+        .select(ent, tm)
+        .unique()
+        .with_columns(pl.lit(FALSE_ALARM_WEIGHT).alias("weight"))
+    )
+    return labeled.join(hit, on=[ent, tm], how="left").with_columns(pl.col("weight").fill_null(1.0))

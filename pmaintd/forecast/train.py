@@ -75,9 +75,13 @@ def assign_parts(labeled: pl.DataFrame, entity: str, opts: TrainOptions) -> pl.D
 
 
 def _subsample(train: pl.DataFrame, rate: float, seed: int, entity: str, time: str) -> pl.DataFrame:
-    """All positives; a deterministic `rate` share of negatives (by row hash, so reruns match)."""
+    """All positives and all weighted rows (an operator's false-alarm labels); a deterministic `rate` share of
+    the other negatives (by row hash, so reruns match)."""
     key = pl.struct(entity, time).hash(seed) % 1_000_000
-    return train.filter((pl.col("label") == 1) | (key < int(rate * 1_000_000)))
+    keep = (pl.col("label") == 1) | (key < int(rate * 1_000_000))
+    if "weight" in train.columns:
+        keep = keep | (pl.col("weight") > 1)
+    return train.filter(keep)
 
 
 def _training_rows(df: pl.DataFrame, opts: TrainOptions, ent: str, tm: str) -> pl.DataFrame:
@@ -167,13 +171,21 @@ def fit(
     log(f"train rows {train.height} ({int(train['label'].sum())} positive), calib {calib.height}, test {test.height}")
 
     params = _booster_params(opts)
+    # Fine-tuning (init_model) makes LightGBM score the raw rows with the old model, so they must be kept;
+    # it only happens on small local histories. Otherwise the raw matrix is freed once the Dataset is built.
+    keep_raw = opts.init_model is not None
     x = train.select(names).to_numpy().astype(np.float32)
+    weight = train["weight"].to_numpy() if "weight" in train.columns else None
     dtrain = lgb.Dataset(
-        x, label=train["label"].to_numpy(), feature_name=names, params=params, free_raw_data=True
-    ).construct()
-    del x
+        x, label=train["label"].to_numpy(), weight=weight, feature_name=names, params=params, free_raw_data=not keep_raw
+    )
+    if not keep_raw:
+        dtrain.construct()
+        del x
     xc = calib.select(names).to_numpy().astype(np.float32)
-    dcalib = lgb.Dataset(xc, label=calib["label"].to_numpy(), reference=dtrain, free_raw_data=True).construct()
+    dcalib = lgb.Dataset(xc, label=calib["label"].to_numpy(), reference=dtrain, free_raw_data=not keep_raw)
+    if not keep_raw:
+        dcalib.construct()
     booster = lgb.train(
         params,
         dtrain,
