@@ -80,7 +80,9 @@ def retrain(
     n_failed = labeled.filter(pl.col("label") == 1)[ent].n_unique()
     finetune = champion is not None and champion_path is not None and n_failed < finetune_below_failures
     end = labeled[tm].max()
-    start = end - timedelta(seconds=recent_window_s)
+    # The recent window never takes more than the later half of the history: a young installation with less
+    # history than `recent_window` still has something to train the challenger on.
+    start = max(end - timedelta(seconds=recent_window_s), labeled[tm].min() + (end - labeled[tm].min()) / 2)
     train_opts = replace(
         opts,
         valid_from=start.replace(tzinfo=None).isoformat(),

@@ -56,7 +56,6 @@ enabled = false
 [forecast]
 kinds = ["host", "network"]
 min_history = "1d"
-recent_window = "4d"
 false_alarm_budget = 0.1
 [incidents]
 host_unreachable_after = "3h"

@@ -41,12 +41,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
 
 
 def test_second_retrain_fine_tunes_the_champion(store: SqliteStore, tmp_path: Path) -> None:
+    """Eight days of history and the default 30-day recent window: the window is cut to the later half."""
     labeled, spec, _ = labeled_for_retrain("host", store, [], [], 24)
     reg = Registry(tmp_path / "state", shipped_root=tmp_path / "none")
-    first = retrain("host", labeled, spec, reg, OPTS, 3 * 86400, finetune_below_failures=0)
+    first = retrain("host", labeled, spec, reg, OPTS, 30 * 86400, finetune_below_failures=0)
     assert first.promoted and not first.finetuned
     champion_trees = reg.current("host").booster.num_trees()
-    second = retrain("host", labeled, spec, reg, OPTS, 3 * 86400, finetune_below_failures=10_000)
+    second = retrain("host", labeled, spec, reg, OPTS, 30 * 86400, finetune_below_failures=10_000)
     assert second.finetuned
     tuned = load(reg.kind_dir("host") / second.challenger_version)
     assert tuned.booster.num_trees() > champion_trees  # it continued from the champion's trees
