@@ -295,10 +295,12 @@ def test_concurrency_limit_and_per_disk_timeout(sshd: Sshd, standin: StandIn) ->
     """Five disks, two at a time: never more than two smartctl runs overlap; the disk that hangs past the
     per-disk timeout is dropped and the others are still collected."""
     scan = "".join(f"/dev/sd{c} -d sat # {c}\n" for c in "eabcd")  # the hanging disk first
-    devices: dict[str, dict[str, object]] = {f"/dev/sd{c}": {"file": ATA, "sleep": 1.5} for c in "abcd"}
-    devices["/dev/sde"] = {"file": ATA, "sleep": 8}
+    # Each run lasts 3 s, long beside the ~0.5 s a remote login shell takes to start one on a busy machine,
+    # so two runs started together do overlap in the stand-in's own log.
+    devices: dict[str, dict[str, object]] = {f"/dev/sd{c}": {"file": ATA, "sleep": 3} for c in "abcd"}
+    devices["/dev/sde"] = {"file": ATA, "sleep": 15}
     standin.serve(scan, devices)
-    c, t = smart_of(config(sshd, standin, concurrency=2, timeout="5s"))
+    c, t = smart_of(config(sshd, standin, concurrency=2, timeout="7s"))
     assert sorted(by_device(c.collect(t))) == ["sda", "sdb", "sdc", "sdd"]
     runs = [(x["start"], x["end"]) for x in standin.calls() if "--scan-open" not in x["argv"]]  # type: ignore[operator]
     assert len(runs) == 4  # sde's stand-in was cut off before it could log
