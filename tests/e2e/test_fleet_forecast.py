@@ -25,8 +25,6 @@ from pmaintd.telemetry import format_time, now_ns, parse_time
 from tests.services import free_port
 
 HOUR_NS = 3600 * 10**9
-NOW = format_time(now_ns() // HOUR_NS * HOUR_NS)
-"""The simulated fleet's now: the real now (the daemon scores at the real time), on the hour."""
 
 
 def _pmaintd(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -64,6 +62,10 @@ interface_down_after = "2h"
 listen = "127.0.0.1:{free_port()}"
 """)
     env = os.environ | {"PMAINTD_CONFIG": str(cfg), "PMAINTD_STATE_DIR": str(root / "state")}
+    # The simulated fleet's now is the real now: the daemon scores at the real time, and the newest samples
+    # must still be fresh when it does.
+    now = format_time(now_ns())
+    (root / "now").write_text(now)
     truth = root / "truth.jsonl"
     _pmaintd(
         env,
@@ -81,7 +83,7 @@ listen = "127.0.0.1:{free_port()}"
         "--seed",
         "3",
         "--end",
-        NOW,
+        now,
         "--truth",
         str(truth),
     )
@@ -94,7 +96,7 @@ listen = "127.0.0.1:{free_port()}"
 def test_daemon_forecasts_alarm_ahead_of_failures(fleet: tuple[Path, list[dict[str, str]], dict], kind: str) -> None:
     root, truth, retrain = fleet
     assert retrain[kind]["promoted"], retrain[kind]["reason"]
-    now = parse_time(NOW)
+    now = parse_time((root / "now").read_text())
     store = SqliteStore(root / "state" / "pmaintd.db")
     fc = store.query("pmaintd_forecast", tags={"kind": kind})
     anomalies = store.query("pmaintd_anomaly", tags={"kind": kind})
@@ -131,7 +133,7 @@ def test_forecast_command_ranks_with_reasons_and_anomaly(fleet: tuple[Path, list
     root, truth, _ = fleet
     env = os.environ | {"PMAINTD_CONFIG": str(root / "pmaintd.toml"), "PMAINTD_STATE_DIR": str(root / "state")}
     rows = json.loads(_pmaintd(env, "forecast", "--kind", "host", "--top", "1000", "--json").stdout)
-    now = parse_time(NOW)
+    now = parse_time((root / "now").read_text())
     upcoming = {t["entity"] for t in truth if t["kind"] == "host" and now < parse_time(t["time"]) <= now + 24 * HOUR_NS}
     alarms = [r for r in rows if r["level"] == "alarm"]
     assert upcoming <= {r["entity"] for r in alarms}
