@@ -31,33 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pmaintd import collect
 from pmaintd.collect import Target
 from pmaintd.collect.hosts import close_transports
-from pmaintd.collect.transport import RunResult, Transport
 from pmaintd.config import validate
-from tests.collect.filetree import FileTreeTransport
+from tests.collect.filetree import Counting, FileTreeTransport
 from tests.services import start_sshd
-
-
-class Counting:
-    """Delegates to a real transport and counts the calls a poll makes (keeping its batching choice)."""
-
-    def __init__(self, inner: Transport) -> None:
-        self.inner, self.host, self.calls = inner, inner.host, 0
-        self.batch_reads = getattr(inner, "batch_reads", False)
-
-    def read_text(self, path: str) -> str:
-        self.calls += 1
-        return self.inner.read_text(path)
-
-    def list_dir(self, path: str) -> list[str]:
-        self.calls += 1
-        return self.inner.list_dir(path)
-
-    def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
-        self.calls += 1
-        return self.inner.run(argv, timeout)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def median_ms(fn: Callable[[], object], n: int) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from pmaintd.collect.transport import RunResult
+from pmaintd.collect.transport import RunResult, Transport
 
 
 class FileTreeTransport:
@@ -87,3 +87,30 @@ class FileTreeTransport:
 
     def close(self) -> None:
         return None
+
+
+class Counting:
+    """Counts the calls made through a real transport, keeping its batching choice unless `batch_reads`
+    overrides it."""
+
+    def __init__(self, inner: Transport, batch_reads: bool | None = None) -> None:
+        self.inner, self.host, self.calls, self._batch = inner, inner.host, 0, batch_reads
+
+    @property
+    def batch_reads(self) -> bool:
+        return getattr(self.inner, "batch_reads", False) if self._batch is None else self._batch
+
+    def read_text(self, path: str) -> str:
+        self.calls += 1
+        return self.inner.read_text(path)
+
+    def list_dir(self, path: str) -> list[str]:
+        self.calls += 1
+        return self.inner.list_dir(path)
+
+    def run(self, argv: list[str], timeout: float, privileged: bool = False) -> RunResult:
+        self.calls += 1
+        return self.inner.run(argv, timeout, privileged)
+
+    def close(self) -> None:
+        self.inner.close()
