@@ -39,6 +39,19 @@ CHUNK = 5000
 T0 = (time.time_ns() // 10**9 - 86400) * 10**9
 
 
+def _client_point(p: Point) -> object:
+    """The reference: influxdb-client's own Point, built field by field as its documentation shows."""
+    from influxdb_client import Point as ClientPoint
+    from influxdb_client.domain.write_precision import WritePrecision
+
+    cp = ClientPoint(p.measurement).time(p.time // 1000, WritePrecision.US)
+    for k, v in p.tags.items():
+        cp.tag(k, v)
+    for k, v in p.fields.items():
+        cp.field(k, v)
+    return cp
+
+
 def chunks(n: int) -> Iterator[list[Point]]:
     """n diskio points in write-sized lists, generated lazily (memory stays at one chunk)."""
     for start in range(0, n, CHUNK):
@@ -67,18 +80,12 @@ def phase_serialize(n: int, reference: bool) -> tuple[float, float]:
 
         ser = Serializer()
         return _timed(n, ser.encode)
-    from influxdb_client import Point as ClientPoint
-    from influxdb_client.domain.write_precision import WritePrecision
 
     wall = cpu = 0.0
     for batch in chunks(n):
         cps = []
         for p in batch:
-            cp = ClientPoint(p.measurement).time(p.time // 1000, WritePrecision.US)
-            for k, v in p.tags.items():
-                cp.tag(k, v)
-            for k, v in p.fields.items():
-                cp.field(k, v)
+            cp = _client_point(p)
             cps.append(cp)
         t, c = time.perf_counter(), time.process_time()
         "\n".join(cp.to_line_protocol() for cp in cps).encode()
@@ -128,19 +135,13 @@ def phase_influx(n: int, reference: bool, workdir: Path, url: str) -> tuple[floa
         assert st.points_written == n, st.counters()
         st.close()
         return rate
-    from influxdb_client import Point as ClientPoint
-    from influxdb_client.domain.write_precision import WritePrecision
 
     urllib.request.urlopen(urllib.request.Request(f"{url}/query", data=f"q=CREATE DATABASE {db}".encode())).read()
 
     def naive(batch: list[Point]) -> None:
         lines = []
         for p in batch:
-            cp = ClientPoint(p.measurement).time(p.time // 1000, WritePrecision.US)
-            for k, v in p.tags.items():
-                cp.tag(k, v)
-            for k, v in p.fields.items():
-                cp.field(k, v)
+            cp = _client_point(p)
             lines.append(cp.to_line_protocol())
         req = urllib.request.Request(f"{url}/write?db={db}&precision=u", data="\n".join(lines).encode())
         with urllib.request.urlopen(req) as r:
