@@ -7,8 +7,9 @@ skipping it, so a missing install step can never pass as a skip.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests import services
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+T = TypeVar("T")
 SHARED_DATA = Path(os.environ.get("PMAINTD_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -24,6 +26,17 @@ def unavailable(reason: str) -> None:
     if os.environ.get("PMAINTD_REQUIRE_SERVICES") == "1":
         pytest.fail(f"required service unavailable: {reason}")
     pytest.skip(reason)
+
+
+def _running(start: Callable[[Path], T], workdir: Path) -> Iterator[T]:
+    """Start a service for a fixture (skip, or fail under PMAINTD_REQUIRE_SERVICES=1, when it cannot start)
+    and stop it when the fixture ends."""
+    try:
+        srv = start(workdir)
+    except services.ServiceUnavailable as exc:
+        unavailable(str(exc))
+    yield srv
+    srv.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -37,23 +50,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Influxd]:
     """A real InfluxDB 1.x on a free loopback port, with database `pmaintd` created."""
-    try:
-        srv = services.start_influxd(tmp_path_factory.mktemp("influxd"))
-    except services.ServiceUnavailable as exc:
-        unavailable(str(exc))
-    yield srv
-    srv.stop()
+    yield from _running(services.start_influxd, tmp_path_factory.mktemp("influxd"))
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Sshd]:
     """A real OpenSSH server on a free loopback port that accepts one generated key."""
-    try:
-        srv = services.start_sshd(tmp_path_factory.mktemp("sshd"))
-    except services.ServiceUnavailable as exc:
-        unavailable(str(exc))
-    yield srv
-    srv.stop()
+    yield from _running(services.start_sshd, tmp_path_factory.mktemp("sshd"))
 
 
 @pytest.fixture
@@ -78,12 +81,7 @@ def haproxy_lb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Ha
 @pytest.fixture(scope="session")
 def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Snmpd]:
     """net-snmp's snmpd on a free loopback UDP port: community `public`, v3 authPriv users (services.py)."""
-    try:
-        srv = services.start_snmpd(tmp_path_factory.mktemp("snmpd"))
-    except services.ServiceUnavailable as exc:
-        unavailable(str(exc))
-    yield srv
-    srv.stop()
+    yield from _running(services.start_snmpd, tmp_path_factory.mktemp("snmpd"))
 
 
 SNMP_RECORDINGS = Path(__file__).resolve().parent / "collect" / "snmp" / "testdata"
