@@ -597,7 +597,6 @@ def simulate_cmd(app: App, hosts: int, disks_per_host: int, days: float, future:
     """Write a simulated fleet's telemetry (and its incidents) into the store: for demos and end-to-end
     tests only, never to judge accuracy."""
     from pmaintd.forecast import incidents as inc
-    from pmaintd.forecast.labels import Incident
     from pmaintd.simulate import NS, FleetSpec, simulate
     from pmaintd.telemetry import now_ns, parse_time
 
@@ -623,7 +622,7 @@ def simulate_cmd(app: App, hosts: int, disks_per_host: int, days: float, future:
                 n, buf = n + len(buf), []
         st.write(buf)
         n += len(buf)
-        past = [Incident(f.time, f.kind, f.entity, f.cause) for f in failures if f.time <= now]
+        past = [f for f in failures if f.time <= now]
         if not no_incidents:
             inc.record(st, past, "simulator")
     if truth is not None:

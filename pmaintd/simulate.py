@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pmaintd.telemetry import INCIDENT, Point
+from pmaintd.forecast.labels import Incident
+from pmaintd.telemetry import Point
 
 NS = 1_000_000_000
 
@@ -43,19 +44,6 @@ class FleetSpec:
     seed: int = 0
     failure_window: tuple[float, float] = (1 / 3, 0.95)
     """Failures fall uniformly in this part of the span (fractions), so each has precursor history."""
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A simulated failure: what, when (ns) and why. `pmaintd_incident` points are made from these."""
-
-    kind: str
-    entity: str
-    time: int
-    cause: str
-
-    def point(self) -> Point:
-        return Point(INCIDENT, {"kind": self.kind, "entity": self.entity}, {"cause": self.cause}, self.time)
 
 
 def _failure_times(
@@ -80,7 +68,7 @@ def _ramp(t: int, fail: int | None, hours: float) -> float:
     return math.exp(-lead / (hours / 3)) if lead < hours else 0.0
 
 
-def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], list[Failure]]:
+def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], list[Incident]]:
     """Telemetry as batches (one per time step) and the failures that the telemetry leads up to.
 
     A failed host stops reporting after its failure; a failed link reports ifOperStatus=2 (down) while
@@ -96,15 +84,15 @@ def simulate(spec: FleetSpec, start_ns: int) -> tuple[Iterator[list[Point]], lis
     link_fail = _failure_times(rng, len(links), spec.link_failure_fraction, start_ns, end, spec.failure_window)
     disk_fail = _failure_times(rng, len(disks), spec.disk_failure_fraction, start_ns, end, spec.failure_window)
     causes = ["dram_uncorrectable" if rng.random() < 0.6 else "oom" for _ in hosts]
-    failures = [Failure("host", h, t, causes[i]) for i, (h, t) in enumerate(zip(hosts, host_fail, strict=True)) if t]
-    failures += [Failure("network", ln, t, "link_down") for ln, t in zip(links, link_fail, strict=True) if t]
+    failures = [Incident(t, "host", h, causes[i]) for i, (h, t) in enumerate(zip(hosts, host_fail, strict=True)) if t]
+    failures += [Incident(t, "network", ln, "link_down") for ln, t in zip(links, link_fail, strict=True) if t]
     # A disk that would fail after its host has failed is never seen failing: it goes with the host.
     host_fail_of = dict(zip(hosts, host_fail, strict=True))
     disk_fail = [
         None if t is None or (host_fail_of[h] is not None and host_fail_of[h] <= t) else t
         for (h, _s), t in zip(disks, disk_fail, strict=True)
     ]
-    failures += [Failure("disk", s, t, "disk_failed") for (_h, s), t in zip(disks, disk_fail, strict=True) if t]
+    failures += [Incident(t, "disk", s, "disk_failed") for (_h, s), t in zip(disks, disk_fail, strict=True) if t]
     seed = spec.seed
 
     def batches() -> Iterator[list[Point]]:

@@ -28,7 +28,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> tuple[SqliteStore, list[I
     batches, failures = simulate(SPEC, START)
     for b in batches:
         store.write(b)
-    return store, [Incident(f.time, f.kind, f.entity, f.cause) for f in failures]
+    return store, failures
 
 
 def test_inputs_cover_every_entity(fleet: tuple[SqliteStore, list[Incident]]) -> None:

@@ -36,7 +36,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> SqliteStore:
     batches, failures = simulate(SPEC, START)
     for b in batches:
         st.write(b)
-    inc.record(st, [Incident(f.time, f.kind, f.entity, f.cause) for f in failures], "simulator")
+    inc.record(st, failures, "simulator")
     return st
 
 
