@@ -47,8 +47,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from pmaintd import collect
 from pmaintd import config as cfgmod
-from pmaintd.collect import CollectError, Collector, Target
-from pmaintd.collect.runner import PollResult
+from pmaintd.collect import Collector, Target
+from pmaintd.collect.runner import PollResult, describe_failure
 from pmaintd.collect.runstate import RunState, RunStateError
 from pmaintd.collect.transport import Transport
 from pmaintd.forecasting import CycleResult, ForecastJob, LoadedModels, ModelError
@@ -264,13 +264,6 @@ class TargetHealth:
     error: str = ""
     running: Future[list[Point]] | None = None
     """A blocking poll's worker-thread future, kept until the thread returns (even after a timeout)."""
-
-
-def _describe(exc: BaseException) -> str:
-    """Expected failures carry an operator-facing message; anything else is a bug, so keep its type."""
-    if isinstance(exc, CollectError | OSError | TimeoutError):
-        return str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _phase(collector: str, target: str, span: float) -> float:
@@ -490,7 +483,7 @@ class Daemon:
                 return False
             raise
         except Exception as exc:
-            self._record(key, started, "error", time.monotonic() - t0, _describe(exc))
+            self._record(key, started, "error", time.monotonic() - t0, describe_failure(exc))
             return False
         self.metrics.points_collected.labels(collector.name).inc(len(points))
         assert self.writer is not None
