@@ -193,10 +193,12 @@ def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_s
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @pass_app
 def status_cmd(app: App, as_json: bool) -> None:
-    """The store (kind, location), per measurement its points and newest time, and per collector and target
-    its last run and outcome. Exit 1 when the store cannot be read."""
+    """The store (kind, location), per measurement its points and newest time, per collector and target
+    its last run and outcome, and per forecast kind the model the daemon scores it with (or why none loads).
+    Exit 1 when the store cannot be read."""
     from pmaintd import collect
     from pmaintd.collect.runstate import FILENAME, RunState, RunStateError
+    from pmaintd.forecasting import LoadedModels
     from pmaintd.store import StoreError
 
     cfg = app.config
@@ -210,6 +212,9 @@ def status_cmd(app: App, as_json: bool) -> None:
             sys.exit(EXIT_FAILED)
     enabled = [c.name for c in collect.build(cfg)]
     never = [n for n in enabled if not any(r.collector == n for r in runs)]
+    # The same choice from the same files as the daemon's (it looks again before every forecast run).
+    models = LoadedModels(app.state_dir, cfg.forecast.kinds if cfg.forecast.enabled else [], report=False)
+    models.refresh()
     from pmaintd.act.engine import ActionStateError, recurring_healing
 
     try:
@@ -238,6 +243,7 @@ def status_cmd(app: App, as_json: bool) -> None:
                 ],
                 "collectors": [r.to_json() for r in runs] + [{"collector": n, "last_run": None} for n in never],
                 "recurring": [{"kind": r.kind, "entity": r.entity, "count": r.count} for r in recurring],
+                "models": [s.to_json() for s in models.states()],
             }
         )
     else:
@@ -261,6 +267,14 @@ def status_cmd(app: App, as_json: bool) -> None:
         console.print(_table("collectors", c_cols, c_rows))
         for r in recurring:
             console.print(f"recurring healing: {r.describe()} (root cause not fixed)", highlight=False)
+        md_rows = [
+            [s.kind, s.source if s.usable else "NOT SCORED" if s.problem else "none", s.version, s.path]
+            for s in models.states()
+        ]
+        console.print(_table("models", ["kind", "in use", "version", "path"], md_rows))
+        for s in models.states():
+            if s.problem:
+                print_error("model problem", s.summary())
     if store_error:
         sys.exit(EXIT_FAILED)
 
@@ -1006,6 +1020,7 @@ def retrain_cmd(app: App, kind: str, incidents_file: Path | None, files: tuple[P
     from pmaintd.forecast.retrain import retrain
     from pmaintd.forecast.sources import RetrainDataError, labeled_for_retrain
     from pmaintd.forecast.train import TrainOptions
+    from pmaintd.forecasting import LoadedModels
 
     fc = app.config.forecast
     try:
@@ -1016,11 +1031,18 @@ def retrain_cmd(app: App, kind: str, incidents_file: Path | None, files: tuple[P
     if files and kind != "disk":
         raise click.BadParameter("Backblaze files only train disk models", param_hint="--backblaze")
     opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget)
+    # The champion is the model the daemon scores with: a promoted bundle that cannot be loaded (trained for
+    # another feature-spec version, truncated) is skipped for the shipped one, or none, as the daemon does.
+    registry = LoadedModels(app.state_dir, [kind], report=False)
+    registry.refresh()
+    for s in registry.states():
+        if s.problem:
+            _stderr_log(f"{kind} model: {s.problem}; the champion is {s.source} {s.version or ''}".rstrip())
     with app.store() as st:
         try:
             labeled, spec, data_hash = labeled_for_retrain(kind, None if no_store else st, extra, list(files),
                                                            opts.horizon_hours)
-            res = retrain(kind, labeled, spec, _registry(app), opts, fc.recent_window, fc.finetune_below_failures,
+            res = retrain(kind, labeled, spec, registry, opts, fc.recent_window, fc.finetune_below_failures,
                           data_hash, _stderr_log)
         except (RetrainDataError, ValueError) as exc:
             print_error("retrain error", exc)

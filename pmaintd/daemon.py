@@ -1,8 +1,10 @@
 """`pmaintd run`: the service. Wires collectors, the store, forecasting and systemd together.
 
 Order matters to systemd: the config is valid, the store open, the collectors built and the models loaded
-BEFORE READY=1, so `systemctl start` only succeeds for a daemon that can work. Everything then runs from one
-asyncio loop driven by APScheduler 3:
+BEFORE READY=1, so `systemctl start` only succeeds for a daemon that can work. A model bundle that cannot be
+loaded is the exception: it costs its kind (logged as an error, shown in STATUS, `pmaintd status` and
+/metrics), not the daemon, because a model trained before an upgrade must not stop collection and the other
+kinds (see pmaintd.forecasting.LoadedModels). Everything then runs from one asyncio loop driven by APScheduler 3:
 
 - one job per (collector, target) at the target's interval. Each target gets a fixed phase within
   `[daemon] jitter` (a hash of its name), so a thousand agents do not poll in lockstep yet each keeps a
@@ -51,7 +53,7 @@ from pmaintd.collect import Collector, Target
 from pmaintd.collect.runner import PollResult, describe_failure
 from pmaintd.collect.runstate import RunState, RunStateError
 from pmaintd.collect.transport import Transport
-from pmaintd.forecasting import CycleResult, ForecastJob, LoadedModels, ModelError
+from pmaintd.forecasting import CycleResult, ForecastJob, LoadedModels
 from pmaintd.logs import setup_logging
 from pmaintd.sdnotify import Notifier, watchdog_interval
 from pmaintd.selfmetrics import HttpEndpoint, SelfMetrics
@@ -388,11 +390,10 @@ class Daemon:
             raise StartupError(f"collectors: {exc}") from None
         self.models = LoadedModels(self.state_dir, self.cfg.forecast.kinds)
         try:
-            loaded = self.models.refresh()
+            loaded = self.models.refresh()  # a bundle that cannot be loaded is logged and degrades its kind
+            self._publish_models()
             self.forecast_job = self._in_forecast_thread(self._new_forecast_job, self.cfg, self.models).result()
             recovered = self._in_forecast_thread(self.forecast_job.recover).result()
-        except ModelError as exc:
-            raise StartupError(str(exc)) from None
         except Exception as exc:
             raise StartupError(f"forecasting/actions: {type(exc).__name__}: {exc}") from None
         if loaded:
@@ -413,6 +414,12 @@ class Daemon:
     def _load_models(self, kinds: Sequence[str]) -> tuple[LoadedModels, list[str]]:
         models = LoadedModels(self.state_dir, kinds)
         return models, models.refresh(force=True)
+
+    def _publish_models(self) -> None:
+        """The kinds' model states to /metrics (STATUS= reads them from self.models when it is sent)."""
+        assert self.models is not None
+        self.metrics.set_models({s.kind: (s.usable, s.problem is not None) for s in self.models.states()})
+        self._publish_status()
 
     def _apply_logging(self, cfg: cfgmod.Config) -> None:
         setup_logging(self._log_level or cfg.daemon.log_level, cfg.daemon.log_format)
@@ -553,16 +560,19 @@ class Daemon:
     # ---- housekeeping --------------------------------------------------------------------------------
 
     async def forecast(self) -> bool:
-        """Score every entity that has a model and run the policies (in the forecast thread). A model that
-        was promoted since the last run is loaded first; one that cannot be loaded keeps the previous one."""
+        """Score every entity that has a model and run the policies (in the forecast thread). What changed
+        on disk since the last run (a promotion, a repaired or a broken bundle) is loaded first; a kind whose
+        bundles cannot be loaded is not scored, and the others are."""
         assert self.models is not None and self.forecast_job is not None
         job = self.forecast_job
         try:
             changed = await asyncio.wrap_future(self._in_forecast_thread(self.models.refresh))
-            if changed:
-                log.info("models loaded: %s", ", ".join(changed))
-        except ModelError as exc:
-            log.error("%s; still using %s", exc, self.models.describe())
+        except Exception as exc:  # not a broken bundle (that is a kind's state) but e.g. no process to probe it
+            log.error("could not look for changed models (tried again next run): %s: %s", type(exc).__name__, exc)
+            changed = []
+        if changed:
+            log.info("models loaded: %s", ", ".join(changed))
+        self._publish_models()
         if not self.models.any():
             return True
         try:
@@ -688,8 +698,15 @@ class Daemon:
             parts.append("down: " + ", ".join(down[:5]) + (f" and {len(down) - 5} more" if len(down) > 5 else ""))
         if unpolled:
             parts.append(f"{unpolled} not polled yet")
+        parts += self._model_problems()  # forecasting last: a model that cannot be loaded, then the last run
         parts.append(self._forecast_status())
         return "; ".join(parts)
+
+    def _model_problems(self) -> list[str]:
+        """One phrase per kind whose model is broken (not scored, or on the shipped model instead)."""
+        if self.models is None or not self.cfg.forecast.enabled:
+            return []
+        return [s.summary() for s in self.models.states() if s.problem]
 
     def _forecast_status(self) -> str:
         if not self.cfg.forecast.enabled:
@@ -726,6 +743,7 @@ class Daemon:
             "targets_down": down,
             "targets_not_polled": unpolled,
             "reload_error": self._reload_problem,
+            "model_problems": self._model_problems(),
             "status_text": self.status_text(),
         }
         return ok, detail
@@ -871,6 +889,7 @@ class Daemon:
             self._in_forecast_thread(old_job.close)  # after a forecast that may be running with it
         if loaded:
             log.info("models loaded: %s", ", ".join(loaded))
+        self._publish_models()
         retired = self._install_collectors(new_collectors)
         self._schedule()
         await _release(retired, keep=self.targets)

@@ -111,7 +111,31 @@ class SelfMetrics:
         self.housekeeping_runs = Counter(
             "pmaintd_housekeeping_runs", "Store maintenance runs by outcome", ["outcome"], registry=r
         )
+        self.model_usable = Gauge(
+            "pmaintd_model_usable",
+            "1 when the kind has a model that scores it; 0 when it is not scored (no model, or none loads)",
+            ["kind"],
+            registry=r,
+        )
+        self.model_broken = Gauge(
+            "pmaintd_model_broken",
+            "1 when a model bundle of the kind exists but cannot be loaded (see the log; with usable=1 the "
+            "shipped model scores instead of the promoted one)",
+            ["kind"],
+            registry=r,
+        )
+        self._model_kinds: set[str] = set()
         r.register(StoreCounters(get_store_counters))
+
+    def set_models(self, states: Mapping[str, tuple[bool, bool]]) -> None:
+        """{kind: (usable, broken)} for the configured kinds; kinds a reload removed lose their series."""
+        for kind in self._model_kinds - set(states):
+            self.model_usable.remove(kind)
+            self.model_broken.remove(kind)
+        self._model_kinds = set(states)
+        for kind, (usable, broken) in states.items():
+            self.model_usable.labels(kind).set(1 if usable else 0)
+            self.model_broken.labels(kind).set(1 if broken else 0)
 
     def forget_target(self, collector: str, target: str) -> None:
         """Drop a target's series after a reload removed it, so /metrics does not report ghosts."""
