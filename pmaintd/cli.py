@@ -838,24 +838,40 @@ def _stderr_log(msg: str) -> None:
     err_console.print(msg, highlight=False, markup=False)
 
 
-def _registry(app: App) -> Any:
-    from pmaintd.forecast.bundle import Registry
+def _models(app: App, kinds: list[str]) -> Any:
+    """The models the daemon scores `kinds` with, chosen by the daemon's own rule (`LoadedModels`): the promoted
+    bundle, else the shipped one, else none. Model files are parsed in a throwaway process first, so a truncated
+    one is a reason here, not a crash; a fallback or an unusable kind is the daemon's own one-line warning or
+    error (kind, path, reason, fix) on stderr. Same files, same choice: what these commands show is what the
+    daemon scores."""
+    from pmaintd.forecasting import LoadedModels
 
-    return Registry(app.state_dir)
+    models = LoadedModels(app.state_dir, kinds)
+    models.refresh()
+    return models
 
 
-def _load_bundle(model: Path | None, app: App, kind: str) -> Any:
-    from pmaintd.forecast.bundle import BundleError, load
+def _backtest_bundle(model: Path | None, app: App, kind: str) -> tuple[Any, str]:
+    """(bundle, where it comes from): the bundle the operator named with --model, else the daemon's choice.
 
-    try:
-        bundle = load(model) if model else _registry(app).current(kind)
-    except BundleError as exc:
-        print_error("model error", exc)
-        sys.exit(EXIT_USAGE)
-    if bundle is None:
-        err_console.print(f"[red]model error[/red] no {kind} model (none promoted, none shipped)", highlight=False)
+    A --model bundle is never swapped for another: a backtest of the wrong model would look like a result.
+    It is probed like the daemon's (a truncated model.txt is an error, not a crash); exit 2 when it cannot be
+    loaded. Without --model, exit 1 when the kind has no usable model (the error line says why)."""
+    from pmaintd.forecast.bundle import BundleError
+    from pmaintd.forecasting import load_checked
+
+    if model is not None:
+        try:
+            return load_checked(model, kind), f"--model {model}"
+        except BundleError as exc:
+            print_error("model error", f"{exc} (the --model bundle; no other one is used in its place)")
+            sys.exit(EXIT_USAGE)
+    (state,) = _models(app, [kind]).states()
+    if not state.usable:
+        if state.problem is None:  # with a problem, the daemon's error line has just said it
+            print_error("model error", f"no {kind} model (none promoted, none shipped)")
         sys.exit(EXIT_FAILED)
-    return bundle
+    return state.bundle, f"{state.source} {state.path}"
 
 
 @cli.command("train")
@@ -902,7 +918,7 @@ def _f(v: object) -> str:
 @click.option("--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
               help="CSV to write: date,serial_number,probability,alarm (one row per input row).")
 @click.option("--model", type=click.Path(path_type=Path, file_okay=False, exists=True),
-              help="Bundle directory; default the current (promoted, else shipped) model.")
+              help="Bundle directory (this one or an error); default the daemon's model (promoted, else shipped).")
 @click.option("--chunk-rows", default=250_000, show_default=True, help="Rows per drive chunk (bounds memory).")
 @pass_app
 def backtest_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, model: Path | None,
@@ -911,14 +927,14 @@ def backtest_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, mod
     from pmaintd.forecast.backblaze import BackblazeFormatError
     from pmaintd.forecast.backtest import backtest
 
-    bundle = _load_bundle(model, app, kind)
+    bundle, source = _backtest_bundle(model, app, kind)
     try:
         res = backtest(list(files), bundle, output, chunk_rows, _stderr_log)
     except BackblazeFormatError as exc:
         print_error("input error", exc)
         sys.exit(EXIT_USAGE)
     click.echo(f"wrote {output}: {res.rows} rows, {res.drives} drives, {res.alarms} alarms "
-               f"(model {bundle.version}, threshold {bundle.threshold:.4g}) in {res.seconds:.1f}s")
+               f"(model {bundle.version} from {source}, threshold {bundle.threshold:.4g}) in {res.seconds:.1f}s")
 
 
 @cli.group("import")
@@ -964,9 +980,10 @@ def import_backblaze(app: App, files: tuple[Path, ...], as_json: bool) -> None:
 @pass_app
 def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
     """Current ranked failure risks from the store's telemetry, each with its top reasons; entities whose data
-    cannot support a number show "insufficient history"."""
+    cannot support a number show "insufficient history". Each kind is scored with the model the daemon uses
+    (a broken promoted one gives way to the shipped one, with a warning); exit 1, after the other kinds'
+    risks, when a kind has a model that cannot be used at all."""
     from pmaintd.act.engine import recurring_healing
-    from pmaintd.forecast.bundle import BundleError
     from pmaintd.forecast.fleet import anomaly_points
     from pmaintd.forecast.scoring import forecasts
     from pmaintd.telemetry import now_ns
@@ -974,12 +991,11 @@ def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
     fc = app.config.forecast
     kinds = [kind] if kind else list(fc.kinds)
     now = now_ns()
+    models = _models(app, kinds)
+    source = {s.kind: s.source for s in models.states()}
+    unscored = any(s.problem and not s.usable for s in models.states())
     with app.store() as st:
-        try:
-            rows = forecasts(st, _registry(app), kinds, now, fc)
-        except BundleError as exc:
-            print_error("model error", exc)
-            sys.exit(EXIT_FAILED)
+        rows = forecasts(st, models, kinds, now, fc)
         # Unsupervised scores beside the model's: a failure with no precedent shows here first.
         anomaly = {(p.tags["kind"], p.tags["entity"]): p.fields for p in anomaly_points(st, now)}
     recurring = {(r.kind, r.entity): r.count for r in recurring_healing(app.config, app.state_dir)}
@@ -987,11 +1003,12 @@ def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
     objs = []
     for r in rows:
         a = anomaly.get((r.kind, r.entity), {})
-        objs.append(r.to_json() | {"anomaly": a.get("score"), "anomaly_metric": a.get("metric"),
+        objs.append(r.to_json() | {"model_source": source.get(r.kind), "anomaly": a.get("score"),
+                                   "anomaly_metric": a.get("metric"),
                                    "recurring_actions": recurring.get((r.kind, r.entity), 0)})
     if as_json:
         print_json(objs)
-        return
+        sys.exit(EXIT_FAILED if unscored else 0)
     table_rows = []
     for r, o in zip(rows, objs, strict=True):
         p = "insufficient history" if r.probability is None else f"{r.probability:.3f}"
@@ -1001,6 +1018,8 @@ def forecast_cmd(app: App, kind: str | None, top: int, as_json: bool) -> None:
         table_rows.append([r.kind, r.entity, r.host, p, r.level, why, anom, healed])
     console.print(_table("forecasts", ["kind", "entity", "host", "probability", "level", "top reasons", "anomaly",
                                        "recurring"], table_rows))
+    if unscored:
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command("retrain")
