@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -878,22 +879,41 @@ def _backtest_bundle(model: Path | None, app: App, kind: str) -> tuple[Any, str]
 @click.argument("kind", type=click.Choice(["disk"]))
 @click.option("--backblaze", "files", multiple=True, required=True, type=_BACKBLAZE_FILES,
               help="Backblaze drive-stats CSV (plain or .gz); repeat for several.")
-@click.option("--output", required=True, type=click.Path(path_type=Path, file_okay=False),
+@click.option("--histories", "history_files", multiple=True, type=_BACKBLAZE_FILES,
+              help="Start-stop drive histories (hds CSV): healthy windows from whole lifetimes; repeatable.")
+@click.option("--output", type=click.Path(path_type=Path, file_okay=False),
               help="Bundle directory to write (model.txt, bundle.json), e.g. models/disk.")
+@click.option("--folds", type=click.IntRange(min=2), default=None,
+              help="Cross-validate in this many drive folds and print the figures instead of writing a bundle.")
+@click.option("--valid-from", help="ISO date: train before it, evaluate from it on (time- and drive-disjoint).")
 @click.option("--no-baselines", is_flag=True, help="Skip the Backblaze-rule and plain-LightGBM reference baselines.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def train_cmd(app: App, kind: str, files: tuple[Path, ...], output: Path, no_baselines: bool, as_json: bool) -> None:
+def train_cmd(app: App, kind: str, files: tuple[Path, ...], history_files: tuple[Path, ...], output: Path | None,
+              folds: int | None, valid_from: str | None, no_baselines: bool, as_json: bool) -> None:
     """Train a disk model from Backblaze files (how the shipped models/disk bundle was made); prints the
     per-drive metrics on drives the model never saw, beside the two baselines."""
     from pmaintd.forecast.backblaze import BackblazeFormatError
-    from pmaintd.forecast.disk import train_from_backblaze
+    from pmaintd.forecast.disk import cross_validate_backblaze, train_from_backblaze
     from pmaintd.forecast.train import TrainOptions
 
+    if output is None and folds is None:
+        raise click.UsageError("give --output DIR (or --folds K to only cross-validate)")
+    if valid_from is not None:
+        try:
+            date.fromisoformat(valid_from)
+        except ValueError:
+            raise click.BadParameter(f"{valid_from!r} is not an ISO date, e.g. 2016-01-01",
+                                     param_hint="--valid-from") from None
     fc = app.config.forecast
-    opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget)
+    opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget, valid_from=valid_from)
     try:
-        bundle, report = train_from_backblaze(list(files), output, opts, not no_baselines, _stderr_log)
+        if folds is not None:
+            print_json(cross_validate_backblaze(list(files), opts, folds, _stderr_log, list(history_files)))
+            return
+        assert output is not None
+        bundle, report = train_from_backblaze(list(files), output, opts, not no_baselines, _stderr_log,
+                                              list(history_files))
     except BackblazeFormatError as exc:
         print_error("input error", exc)
         sys.exit(EXIT_USAGE)

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from pmaintd.forecast.features import FEATURE_SPEC_VERSION
+from pmaintd.forecast.groups import GroupTable
 from pmaintd.resources import shipped_path
 
 BUNDLE_FORMAT = 1
@@ -48,9 +49,13 @@ class Bundle:
     metrics: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     extra: dict[str, Any] = field(default_factory=dict)
+    groups: GroupTable | None = None
+    """Per-group (disk model) risk and counter levels learned on the training drives; applied by `matrix`."""
 
     def matrix(self, frame: pl.DataFrame) -> np.ndarray:
         """The float32 feature matrix in the bundle's column order (missing columns are NaN)."""
+        if self.groups is not None:
+            frame = self.groups.apply(frame)
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             frame = frame.with_columns(pl.lit(None, pl.Float32).alias(m) for m in missing)
@@ -84,6 +89,7 @@ class Bundle:
             "data_hash": self.data_hash,
             "metrics": self.metrics,
             **({"extra": self.extra} if self.extra else {}),
+            **({"groups": self.groups.to_json()} if self.groups is not None else {}),
         }
 
     def save(self, directory: Path) -> Path:
@@ -128,6 +134,7 @@ def load(directory: Path) -> Bundle:
         metrics=dict(meta.get("metrics") or {}),
         created=str(meta.get("created", "")),
         extra=dict(meta.get("extra") or {}),
+        groups=GroupTable.from_json(meta["groups"]) if meta.get("groups") else None,
     )
 
 

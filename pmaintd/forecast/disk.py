@@ -10,14 +10,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from pmaintd.forecast import backblaze
+from pmaintd.forecast import backblaze, histories
 from pmaintd.forecast.bundle import Bundle
 from pmaintd.forecast.evaluate import backblaze_rule_score, evaluate
 from pmaintd.forecast.features import DISK_CRITICAL, DISK_SPEC, build_features
 from pmaintd.forecast.labels import label_rows
-from pmaintd.forecast.train import TrainOptions, assign_parts, file_hash, fit, plain_baseline
+from pmaintd.forecast.train import TrainOptions, cross_validate, file_hash, fit, plain_baseline, split_parts
+
+SAME_ERA_FROM = "2016-01-01"
+"""Test drives whose record ends from this day on: failed and healthy ones then share a time range, so no
+feature can tell them apart by era (the model card reports this subset beside the whole test part)."""
 
 
 def labeled_from_frame(raw: pl.DataFrame, horizon_hours: float) -> pl.DataFrame:
@@ -32,35 +37,96 @@ def labeled_from_frame(raw: pl.DataFrame, horizon_hours: float) -> pl.DataFrame:
     return label_rows(feats, backblaze.failures(raw), horizon_hours, DISK_SPEC.entity, DISK_SPEC.time)
 
 
+def healthy_history_rows(paths: Sequence[Path], horizon_hours: float) -> pl.DataFrame:
+    """Feature rows of healthy windows sampled from whole start-stop histories (`forecast.histories`): each
+    window's last `horizon` of days, labeled 0, the rows a per-drive evaluation would look at."""
+    windows = pl.concat([histories.healthy_windows(histories.read_startstop(Path(p))) for p in paths])
+    feats = build_features(windows, DISK_SPEC)
+    last = pl.col(DISK_SPEC.time).max().over(DISK_SPEC.entity)
+    keep = pl.col(DISK_SPEC.time) > last - pl.duration(microseconds=int(horizon_hours * 3600e6))
+    return feats.filter(keep).with_columns(
+        pl.lit(0, pl.Int8).alias("label"), pl.lit(None, pl.Datetime("us", "UTC")).alias("failure_time")
+    )
+
+
+def same_era(test_scored: pl.DataFrame, horizon_hours: float, threshold: float) -> dict[str, Any]:
+    """`evaluate` on the test drives whose record ends on or after SAME_ERA_FROM."""
+    ent, tm = DISK_SPEC.entity, DISK_SPEC.time
+    cut = pl.lit(SAME_ERA_FROM).str.to_datetime(time_unit="us").dt.replace_time_zone("UTC")
+    late = test_scored.group_by(ent).agg(pl.col(tm).max()).filter(pl.col(tm) >= cut)[ent]
+    rows = test_scored.filter(pl.col(ent).is_in(late.implode()))
+    return {"from": SAME_ERA_FROM, **evaluate(rows, ent, tm, horizon_hours, threshold)}
+
+
 def train_from_backblaze(
     paths: Sequence[Path],
     output: Path | None,
     opts: TrainOptions,
     baselines: bool = True,
     log: Callable[[str], None] = print,
+    history_paths: Sequence[Path] = (),
 ) -> tuple[Bundle, dict[str, Any]]:
-    """Train the disk model on Backblaze files; save it to `output` (if given) with its metrics and the
-    two reference baselines evaluated on the same unseen test drives."""
+    """Train the disk model on Backblaze files (plus healthy windows from start-stop `history_paths`); save it
+    to `output` (if given) with its metrics and the two reference baselines evaluated on the same unseen test
+    drives, on all of them and on the same-era subset."""
     raw = backblaze.read_backblaze(paths)
     log(f"read {raw.height} rows, {raw['serial_number'].n_unique()} drives")
     labeled = labeled_from_frame(raw, opts.horizon_hours)
     del raw
-    bundle, _test = fit(labeled, DISK_SPEC, opts, data_hash=file_hash(paths), log=log)
-    report: dict[str, Any] = {"model": bundle.metrics["test"]}
+    extra = healthy_history_rows(history_paths, opts.horizon_hours) if history_paths else None
+    if extra is not None:
+        log(f"{extra.height} healthy-window rows from {len(history_paths)} start-stop file(s)")
+    digest = file_hash([*paths, *history_paths])
+    bundle, test = fit(labeled, DISK_SPEC, opts, data_hash=digest, log=log, extra_negatives=extra)
+    del extra
+    bundle.metrics["test_same_era"] = same_era(test, opts.horizon_hours, bundle.threshold)
+    report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"]}
     if baselines:
         ent, tm = DISK_SPEC.entity, DISK_SPEC.time
-        test = assign_parts(labeled, ent, opts).filter(pl.col("part") == "test")
+        test = split_parts(labeled, ent, tm, opts).filter(pl.col("part") == "test")
         rule = test.select(ent, tm, "failure_time", pl.col("rule_score").fill_null(0).alias("score"))
         report["backblaze_rule"] = evaluate(rule, ent, tm, opts.horizon_hours, threshold=0.5)
         report["plain_lightgbm"] = plain_baseline(labeled, DISK_SPEC, opts, (*DISK_CRITICAL, "smart_9_raw"))
-        bundle.metrics["baselines"] = {k: v for k, v in report.items() if k != "model"}
-    bundle.training_window["files"] = ", ".join(Path(p).name for p in paths)
+        bundle.metrics["baselines"] = {k: v for k, v in report.items() if not k.startswith("model")}
+    bundle.training_window["files"] = ", ".join(Path(p).name for p in [*paths, *history_paths])
     if output is not None:
         bundle.save(output)
     return bundle, report
 
 
-def train_job(paths: Sequence[Path], output: Path, opts: TrainOptions) -> str:
+def cross_validate_backblaze(
+    paths: Sequence[Path],
+    opts: TrainOptions,
+    k: int,
+    log: Callable[[str], None] = print,
+    history_paths: Sequence[Path] = (),
+) -> dict[str, Any]:
+    """`train_from_backblaze`'s model in k folds (nothing saved): per-fold and mean test figures, on all test
+    drives and on the same-era ones, beside the Backblaze rule on the same drives."""
+    labeled = labeled_from_frame(backblaze.read_backblaze(paths), opts.horizon_hours)
+    extra = healthy_history_rows(history_paths, opts.horizon_hours) if history_paths else None
+    ent, tm = DISK_SPEC.entity, DISK_SPEC.time
+    rules = labeled.select(ent, tm, pl.col("rule_score").fill_null(0))
+    folds = []
+    for bundle, test in cross_validate(labeled, DISK_SPEC, opts, k, extra, log):
+        rule = test.join(rules, on=[ent, tm]).with_columns(pl.col("rule_score").alias("score"))
+        folds.append({
+            "model": bundle.metrics["test"],
+            "model_same_era": same_era(test, opts.horizon_hours, bundle.threshold),
+            "backblaze_rule": evaluate(rule, ent, tm, opts.horizon_hours, threshold=0.5),
+            "trees": bundle.metrics["trees"],
+        })
+    keys = ("recall_at_far_0.01", "recall_at_far_0.001", "far_at_threshold", "recall_at_threshold",
+            "median_lead_hours_at_far_0.01", "entities_failed", "entities_healthy")
+    mean = {
+        name: {key: float(np.mean([f[name][key] for f in folds if f[name].get(key) is not None])) for key in keys}
+        for name in ("model", "model_same_era", "backblaze_rule")
+    }
+    return {"folds": k, "mean": mean, "per_fold": folds}
+
+
+def train_job(paths: Sequence[Path], output: Path, opts: TrainOptions, history_paths: Sequence[Path] = ()) -> str:
     """Picklable entry for `train.train_in_subprocess`: train, save to `output`, return the version."""
-    bundle, _ = train_from_backblaze(paths, output, opts, baselines=False, log=lambda _m: None)
+    bundle, _ = train_from_backblaze(paths, output, opts, baselines=False, log=lambda _m: None,
+                                     history_paths=history_paths)
     return bundle.version

@@ -14,6 +14,7 @@ from pmaintd.forecast.train import TrainOptions
 SAMPLES = Path(__file__).resolve().parent / "testdata" / "backblaze"
 HDS = SAMPLES / "hds_daily_last120_sample.csv.gz"
 DAILY_2013 = SAMPLES / "daily_2013_sample.csv.gz"
+HISTORIES = SAMPLES / "hds_startstop_sample.csv.gz"
 
 SMALL = TrainOptions(
     fractions=(0.6, 0.2, 0.2), rounds=120, early_stopping=30, min_data_in_leaf=20, negative_rate=0.5,
@@ -25,7 +26,7 @@ SMALL = TrainOptions(
 @pytest.fixture(scope="session")
 def disk_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle") / "disk"
-    train_from_backblaze([HDS], out, SMALL, baselines=False, log=lambda _m: None)
+    train_from_backblaze([HDS], out, SMALL, baselines=False, log=lambda _m: None, history_paths=[HISTORIES])
     return out
 
 
