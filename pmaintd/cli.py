@@ -883,7 +883,7 @@ def _backtest_bundle(model: Path | None, app: App, kind: str) -> tuple[Any, str]
               help="Start-stop drive histories (hds CSV): healthy windows from whole lifetimes; repeatable.")
 @click.option("--output", type=click.Path(path_type=Path, file_okay=False),
               help="Bundle directory to write (model.txt, bundle.json), e.g. models/disk.")
-@click.option("--folds", type=click.IntRange(min=2), default=None,
+@click.option("--folds", type=click.IntRange(min=3), default=None,
               help="Cross-validate in this many drive folds and print the figures instead of writing a bundle.")
 @click.option("--valid-from", help="ISO date: train before it, evaluate from it on (time- and drive-disjoint).")
 @click.option("--no-baselines", is_flag=True, help="Skip the Backblaze-rule and plain-LightGBM reference baselines.")
