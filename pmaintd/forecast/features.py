@@ -83,7 +83,7 @@ DISK_SPEC = FeatureSpec(
     peer=(),
     # Instead: each disk model's failure risk and its healthy drives' usual counter levels, learned on the
     # training drives only (forecast.groups). Under a time- and drive-disjoint test (train before 2016, score
-    # 2016 on unseen drives) they raise recall at 1% FAR from 0.47 to 0.52 (models/disk/MODEL_CARD.md).
+    # 2016 on unseen drives) they raised recall at 1% FAR from 0.47 to 0.52 in a development study (MODEL_CARD.md).
     group_relative=(*DISK_CRITICAL, "err_sum", "smart_12_raw", "smart_189_raw"),
     entity="serial_number",
     time="date",

@@ -4,9 +4,9 @@ Why this exists: the daily Backblaze histories (`backblaze_hds_daily_last120`) k
 only. Failed drives end at their failure, spread over 2013-2016; healthy drives nearly all end in 2016-07..09.
 A model trained on them learns when a record ends instead of how a disk behaves: within a disk model, age
 tells the calendar date, and "younger than its cohort" tells "failed in 2014". Trained on rows before 2016 only
-and scored on 2016 (unseen drives), such a model catches 0.02-0.07 of failures at 1% false alarms. Healthy
+and scored on 2016 (unseen drives), such a model catches 0.18 of failures at 1% false alarms (5 folds). Healthy
 windows drawn from whole histories at random points of each drive's life put healthy drives at every age and
-date, so that shortcut no longer separates the classes (the same test: 0.52; models/disk/MODEL_CARD.md).
+date, so that shortcut no longer separates the classes (the same test: 0.46; models/disk/MODEL_CARD.md).
 
 The start-stop file (`boennecd/dynamichazard`'s `hds`) has one row per interval `[tstart, tstop)` of power-on
 hours in which the SMART values were constant, and per drive its first/last date and hours. Daily rows are
