@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pmaintd.collect import CollectError
-from tests.collect.snmp.helpers import collector
+from tests.collect.snmp.helpers import collector, poll_twice
 
 pytestmark = pytest.mark.service
 
@@ -192,15 +192,7 @@ def test_later_polls_size_requests_to_the_tables(snmpd):
     """snmpd's tables here are short and it cuts GETBULK answers near 100 varbinds: from the second poll on,
     each short column is asked for exactly its rows + 1, in requests the agent answers whole."""
     coll = collector([{"name": "h", "address": snmpd.address, "community": "public"}])
-    target = coll.targets()[0]
-
-    async def run():
-        try:
-            return await coll.aprobe(target), await coll.aprobe(target)
-        finally:
-            await coll.aclose()
-
-    first, second = asyncio.run(run())
+    first, second = poll_twice(coll)
     assert {p.tags.get("ifDescr") for p in second.points} == {p.tags.get("ifDescr") for p in first.points}
     assert len(second.points) == len(first.points)
     assert second.varbinds < 0.85 * first.varbinds, (first.varbinds, second.varbinds)

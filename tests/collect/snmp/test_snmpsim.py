@@ -12,7 +12,7 @@ import pytest
 
 from pmaintd.collect.snmp import SNMP_SENSOR
 from tests.collect.snmp import snmprec
-from tests.collect.snmp.helpers import collector
+from tests.collect.snmp.helpers import collector, poll_twice
 from tests.conftest import SNMP_RECORDINGS
 
 pytestmark = pytest.mark.service
@@ -231,15 +231,7 @@ def test_later_polls_fetch_less_and_return_the_same(snmpsim, device):
     return exactly the same points, receiving no more varbinds (these big tables gain little; see the snmpd
     test for small ones)."""
     coll = collector([{"name": device, "address": snmpsim.address, "community": device}], timeout="10s")
-    target = coll.targets()[0]
-
-    async def run():
-        try:
-            return await coll.aprobe(target), await coll.aprobe(target)
-        finally:
-            await coll.aclose()
-
-    first, second = asyncio.run(run())
+    first, second = poll_twice(coll)
 
     def shape(result):
         return sorted((p.measurement, sorted(p.tags.items()), sorted(p.fields.items())) for p in result.points
