@@ -18,7 +18,7 @@ from pmaintd.forecast.bundle import Bundle
 from pmaintd.forecast.evaluate import backblaze_rule_score, evaluate
 from pmaintd.forecast.features import DISK_CRITICAL, DISK_SPEC, build_features
 from pmaintd.forecast.labels import label_rows
-from pmaintd.forecast.train import TrainOptions, cross_validate, file_hash, fit, plain_baseline, split_parts
+from pmaintd.forecast.train import TrainOptions, cross_validate, file_hash, fit, plain_baseline, utc_time
 
 SAME_ERA_FROM = "2016-01-01"
 """Test drives whose record ends from this day on: failed and healthy ones then share a time range, so no
@@ -52,10 +52,32 @@ def healthy_history_rows(paths: Sequence[Path], horizon_hours: float) -> pl.Data
 def same_era(test_scored: pl.DataFrame, horizon_hours: float, threshold: float) -> dict[str, Any]:
     """`evaluate` on the test drives whose record ends on or after SAME_ERA_FROM."""
     ent, tm = DISK_SPEC.entity, DISK_SPEC.time
-    cut = pl.lit(SAME_ERA_FROM).str.to_datetime(time_unit="us").dt.replace_time_zone("UTC")
+    cut = utc_time(SAME_ERA_FROM)
     late = test_scored.group_by(ent).agg(pl.col(tm).max()).filter(pl.col(tm) >= cut)[ent]
     rows = test_scored.filter(pl.col(ent).is_in(late.implode()))
     return {"from": SAME_ERA_FROM, **evaluate(rows, ent, tm, horizon_hours, threshold)}
+
+
+def rule_baseline(labeled: pl.DataFrame, test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, Any]:
+    """Backblaze's rule (`evaluate.backblaze_rule_score`) on the same test rows as a model."""
+    ent, tm = DISK_SPEC.entity, DISK_SPEC.time
+    rules = labeled.select(ent, tm, pl.col("rule_score").fill_null(0).alias("score"))
+    rows = test_scored.select(ent, tm, "failure_time").join(rules, on=[ent, tm])
+    return evaluate(rows, ent, tm, horizon_hours, threshold=0.5)
+
+
+def _inputs(
+    paths: Sequence[Path], history_paths: Sequence[Path], horizon_hours: float, log: Callable[[str], None]
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Labeled feature rows of the Backblaze files, and the healthy-window rows of the start-stop files."""
+    raw = backblaze.read_backblaze(paths)
+    log(f"read {raw.height} rows, {raw['serial_number'].n_unique()} drives")
+    labeled = labeled_from_frame(raw, horizon_hours)
+    del raw
+    extra = healthy_history_rows(history_paths, horizon_hours) if history_paths else None
+    if extra is not None:
+        log(f"{extra.height} healthy-window rows from {len(history_paths)} start-stop file(s)")
+    return labeled, extra
 
 
 def train_from_backblaze(
@@ -69,23 +91,14 @@ def train_from_backblaze(
     """Train the disk model on Backblaze files (plus healthy windows from start-stop `history_paths`); save it
     to `output` (if given) with its metrics and the two reference baselines evaluated on the same unseen test
     drives, on all of them and on the same-era subset."""
-    raw = backblaze.read_backblaze(paths)
-    log(f"read {raw.height} rows, {raw['serial_number'].n_unique()} drives")
-    labeled = labeled_from_frame(raw, opts.horizon_hours)
-    del raw
-    extra = healthy_history_rows(history_paths, opts.horizon_hours) if history_paths else None
-    if extra is not None:
-        log(f"{extra.height} healthy-window rows from {len(history_paths)} start-stop file(s)")
+    labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
     digest = file_hash([*paths, *history_paths])
     bundle, test = fit(labeled, DISK_SPEC, opts, data_hash=digest, log=log, extra_negatives=extra)
     del extra
     bundle.metrics["test_same_era"] = same_era(test, opts.horizon_hours, bundle.threshold)
     report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"]}
     if baselines:
-        ent, tm = DISK_SPEC.entity, DISK_SPEC.time
-        test = split_parts(labeled, ent, tm, opts).filter(pl.col("part") == "test")
-        rule = test.select(ent, tm, "failure_time", pl.col("rule_score").fill_null(0).alias("score"))
-        report["backblaze_rule"] = evaluate(rule, ent, tm, opts.horizon_hours, threshold=0.5)
+        report["backblaze_rule"] = rule_baseline(labeled, test, opts.horizon_hours)
         report["plain_lightgbm"] = plain_baseline(labeled, DISK_SPEC, opts, (*DISK_CRITICAL, "smart_9_raw"))
         bundle.metrics["baselines"] = {k: v for k, v in report.items() if not k.startswith("model")}
     bundle.training_window["files"] = ", ".join(Path(p).name for p in [*paths, *history_paths])
@@ -103,17 +116,13 @@ def cross_validate_backblaze(
 ) -> dict[str, Any]:
     """`train_from_backblaze`'s model in k folds (nothing saved): per-fold and mean test figures, on all test
     drives and on the same-era ones, beside the Backblaze rule on the same drives."""
-    labeled = labeled_from_frame(backblaze.read_backblaze(paths), opts.horizon_hours)
-    extra = healthy_history_rows(history_paths, opts.horizon_hours) if history_paths else None
-    ent, tm = DISK_SPEC.entity, DISK_SPEC.time
-    rules = labeled.select(ent, tm, pl.col("rule_score").fill_null(0))
+    labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
     folds = []
     for bundle, test in cross_validate(labeled, DISK_SPEC, opts, k, extra, log):
-        rule = test.join(rules, on=[ent, tm]).with_columns(pl.col("rule_score").alias("score"))
         folds.append({
             "model": bundle.metrics["test"],
             "model_same_era": same_era(test, opts.horizon_hours, bundle.threshold),
-            "backblaze_rule": evaluate(rule, ent, tm, opts.horizon_hours, threshold=0.5),
+            "backblaze_rule": rule_baseline(labeled, test, opts.horizon_hours),
             "trees": bundle.metrics["trees"],
         })
     keys = ("recall_at_far_0.01", "recall_at_far_0.001", "far_at_threshold", "recall_at_threshold",
@@ -125,8 +134,7 @@ def cross_validate_backblaze(
     return {"folds": k, "mean": mean, "per_fold": folds}
 
 
-def train_job(paths: Sequence[Path], output: Path, opts: TrainOptions, history_paths: Sequence[Path] = ()) -> str:
+def train_job(paths: Sequence[Path], output: Path, opts: TrainOptions) -> str:
     """Picklable entry for `train.train_in_subprocess`: train, save to `output`, return the version."""
-    bundle, _ = train_from_backblaze(paths, output, opts, baselines=False, log=lambda _m: None,
-                                     history_paths=history_paths)
+    bundle, _ = train_from_backblaze(paths, output, opts, baselines=False, log=lambda _m: None)
     return bundle.version

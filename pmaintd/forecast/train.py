@@ -95,7 +95,7 @@ def split_parts(labeled: pl.DataFrame, entity: str, time: str, opts: TrainOption
     df = assign_parts(labeled, entity, opts)
     if not opts.valid_from:
         return df
-    cut = _cut(opts.valid_from)
+    cut = utc_time(opts.valid_from)
     return df.filter(pl.when(pl.col("part") == "train").then(pl.col(time) < cut).otherwise(pl.col(time) >= cut))
 
 
@@ -139,11 +139,12 @@ def extra_negative_rows(extra: pl.DataFrame, spec: FeatureSpec, opts: TrainOptio
     train_ents = drives.filter(entity_parts(drives, opts.fractions, opts.seed, opts.fold) == "train")
     rows = extra.filter(base.is_in(train_ents.implode()))
     if opts.valid_from:
-        rows = rows.filter(pl.col(spec.time) < _cut(opts.valid_from) - _horizon(opts))
+        rows = rows.filter(pl.col(spec.time) < utc_time(opts.valid_from) - _horizon(opts))
     return _subsample(rows, opts.negative_rate, opts.seed, spec.entity, spec.time)
 
 
-def _cut(iso: str) -> pl.Expr:
+def utc_time(iso: str) -> pl.Expr:
+    """An ISO date or time as a UTC microsecond literal, comparable with feature rows' time column."""
     return pl.lit(iso).str.to_datetime(time_unit="us").dt.replace_time_zone("UTC")
 
 
@@ -223,7 +224,7 @@ def fit(
     df = split_parts(labeled, ent, tm, opts)
     known = df.filter(pl.col("part") == "train")
     if opts.valid_from:  # failures after the cut are not known when training
-        cut = _cut(opts.valid_from)
+        cut = utc_time(opts.valid_from)
         known = known.with_columns(pl.when(pl.col("failure_time") < cut).then(pl.col("failure_time")))
     groups = _group_table(known, spec, opts)
     del known
