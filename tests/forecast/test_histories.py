@@ -13,7 +13,7 @@ from pmaintd.forecast.backblaze import BackblazeFormatError
 from pmaintd.forecast.disk import healthy_history_rows
 from pmaintd.forecast.features import DISK_SPEC
 from pmaintd.forecast.histories import healthy_windows, read_startstop
-from pmaintd.forecast.train import TrainOptions, extra_negative_rows
+from pmaintd.forecast.train import TrainOptions, entity_parts, extra_negative_rows
 from tests.forecast.conftest import HDS, HISTORIES
 
 COLS = ["smart_9_raw", "smart_5_raw", "smart_12_raw", "smart_187_raw", "smart_188_raw", "smart_197_raw",
@@ -52,8 +52,6 @@ def test_training_uses_only_windows_of_train_drives(windows: pl.DataFrame) -> No
     rows = healthy_history_rows([HISTORIES], 168)
     assert rows.group_by(DISK_SPEC.entity).len()["len"].max() == 7 and rows["label"].sum() == 0
     kept = extra_negative_rows(rows, DISK_SPEC, opts)
-    from pmaintd.forecast.train import entity_parts
-
     base = kept[DISK_SPEC.entity].str.split("#").list.first().unique()
     assert base.len() > 0 and set(entity_parts(base, opts.fractions, opts.seed)) == {"train"}
     everything = rows[DISK_SPEC.entity].str.split("#").list.first().unique()
