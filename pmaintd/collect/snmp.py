@@ -9,11 +9,18 @@ Measurements (tags `source` = the target's name and `sysName` on all of them):
 - `interface`: tags ifIndex, ifName, ifDescr, ifAlias; fields named after IF-MIB objects (ifHCInOctets,
   ifInErrors, ifOperStatus, ifSpeed, ifHighSpeed, ...), 64-bit ifHC* when the agent has ifXTable.
 - `snmp_sensor`: one point per sensor; tags sensor (entPhysicalName, else the table's description),
-  sensor_index, sensor_type (celsius, dBm, watts, amperes, voltsDC, rpm, ...), mib, and ifName for optics
-  indexed by interface; fields value (raw), scale/precision (ENTITY-SENSOR codes, where the MIB has them),
-  reading (float, the value in the sensor_type's unit), threshold (CISCO-ENVMON), and the sensor's state under
-  its MIB's own name, because the codes differ: entPhySensorOperStatus / entSensorStatus (1 ok),
-  ciscoEnvMonTemperatureState (1 normal, 2 warning, 3 critical), jnxOperatingState (2 running).
+  sensor_index, sensor_type (celsius, dBm, watts, amperes, voltsDC, rpm, ...), mib, and ifName for a
+  transceiver's sensors where the profile ties them to an interface; fields value (raw), scale/precision
+  (ENTITY-SENSOR codes, where the MIB has them), reading (float, the value in the sensor_type's unit),
+  threshold (CISCO-ENVMON), and the sensor's state under its MIB's own name, because the codes differ:
+  entPhySensorOperStatus / entSensorStatus (1 ok), ciscoEnvMonTemperatureState (1 normal, 2 warning,
+  3 critical), jnxOperatingState (2 running).
+  Optical Tx/Rx power is always sensor_type dBm, whatever the MIB's unit: Cisco and Juniper report dBm, while
+  ENTITY-SENSOR-MIB devices (Arista EOS) report watts, which `is_optical_watts` recognises and `watts_to_dbm`
+  converts (no light: DBM_FLOOR, -40 dBm). Their `value`/`scale`/`precision` stay the MIB's raw watts, so
+  nothing is lost; `reading` is dBm. One unit means the network model's rx_dbm input, the Grafana optics
+  panel and any query compare links across vendors without each converting (and each choosing a floor for
+  log10(0)). Other watts sensors (power supplies) stay in watts.
 - `snmp_storage` / `snmp_processor`: HOST-RESOURCES-MIB hrStorageTable / hrProcessorLoad.
 - `snmp_component`: Juniper jnxOperatingTable CPU and buffer use per component.
 - `snmp_diskio`: net-snmp hosts' UCD-DISKIO-MIB per-disk counters (tags diskIODevice, diskIOIndex).
@@ -27,6 +34,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
@@ -189,6 +198,8 @@ def rows_to_points(
                 continue
             tags = {**base, **m.static_tags, **_row_tags(m, walked, idx)}
             if m.reading is not None and (r := _reading(m, fields)) is not None:
+                if is_optical_watts(tags):
+                    tags["sensor_type"], r = "dBm", watts_to_dbm(r)
                 fields["reading"] = r
             key = (m.measurement, tuple(sorted(tags.items())))
             merged.setdefault(key, {}).update(fields)
@@ -208,6 +219,9 @@ def _row_tags(m: MetricTable, walked: Mapping[Oid, Mapping[Oid, Value]], idx: Oi
         if spec.column is not None:
             raw = walked.get(spec.column, {}).get(idx)
             value = "" if raw is None else str(raw)
+            if spec.match is not None:
+                found = spec.match.search(value)
+                value = found.expand(spec.expand).strip() if found else ""
         elif spec.index is not None:
             if spec.index == 0:
                 value = ".".join(map(str, idx))
@@ -218,6 +232,36 @@ def _row_tags(m: MetricTable, walked: Mapping[Oid, Mapping[Oid, Value]], idx: Oi
             value = (spec.template or "").format_map(_Missing(tags)).strip()
         tags[spec.tag] = spec.mapping.get(value, value)
     return {k: v for k, v in tags.items() if v != ""}
+
+
+DBM_FLOOR = -40.0
+"""The dBm reported for no light (zero or negative optical power): -40 dBm = 0.1 uW, the least significant
+bit of the optical power a transceiver's DOM reports (SFF-8472 and SFF-8636 give Tx/Rx power as an unsigned
+16-bit count of 0.1 uW), so nothing a module measures lies below it. It is what Cisco IOS and NX-OS print for
+a dark receiver, and Arista's ENTITY-SENSOR rows carry the same resolution (milli-watts with 4 decimals, so
+raw 1 = 0.1 uW = -40 dBm). A higher floor (-30 dBm, which some tools use) would hide real readings: the
+recorded DCS-7150S has an Rx at 0.0004 mW = -34 dBm. log10(0) = -inf must never reach the store."""
+
+_OPTICAL_NAME = re.compile(r"(?<![a-z])(rx|tx|receive|transmit)(?![a-z])", re.IGNORECASE)
+
+
+def is_optical_watts(tags: Mapping[str, str]) -> bool:
+    """Is this sensor row a transceiver's Tx/Rx optical power reported in watts (ENTITY-SENSOR-MIB style)?
+
+    All of: the MIB's type is watts, the profile ties the row to an interface (an `ifName` tag: the sensor
+    belongs to a port's transceiver, not to a power supply or the chassis), and the sensor's own name says
+    receive or transmit (so a per-port PoE or module power draw in watts stays in watts). Arista EOS reports
+    its DOM Tx/Rx power this way ("DOM RX Power Sensor for Ethernet5", watts at milli scale); every CLI,
+    Cisco's and Juniper's MIBs and pmaintd's network model speak dBm, so such readings are stored in dBm."""
+    return (tags.get("sensor_type") == "watts" and bool(tags.get("ifName"))
+            and _OPTICAL_NAME.search(tags.get("sensor", "")) is not None)
+
+
+def watts_to_dbm(watts: float) -> float:
+    """Optical power in dBm (10 log10 of milliwatts), DBM_FLOOR for no light; see DBM_FLOOR for why."""
+    if watts <= 0:
+        return DBM_FLOOR
+    return max(DBM_FLOOR, 10.0 * math.log10(watts * 1000.0))
 
 
 def _reading(m: MetricTable, fields: Mapping[str, Value | float]) -> float | None:

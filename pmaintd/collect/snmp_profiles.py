@@ -1,4 +1,4 @@
-"""SNMP device profiles: which tables to walk on a device, and how rows become points.
+r"""SNMP device profiles: which tables to walk on a device, and how rows become points.
 
 The format follows Datadog's SNMP profiles, so their authors' knowledge carries over:
 
@@ -15,14 +15,20 @@ The format follows Datadog's SNMP profiles, so their authors' knowledge carries 
           - {tag: sensor_index, index: all}         # the row index ('all', or the Nth sub-identifier)
           - {tag: sensor_type, column: {...}, mapping: {8: celsius}}   # enum -> text
           - {tag: sensor, template: "{ifName} rx power"}               # built from tags found so far
+          - column: {OID: 1.3.6.1.2.1.47.1.1.1.1.2, name: entPhysicalDescr}   # part of a column's text:
+            match: '^DOM .+ Sensor for (\S+)'                                 # a regex searched in it,
+            tags: {ifName: '\1'}                                              # tags expanded from its groups
         static_tags: {sensor_type: celsius}
         reading: {value: value, scale: scale, precision: precision, factor: 1}
 
 A tag listed more than once takes the first non-empty value, which is how a profile says "entPhysicalName,
-else entPhysicalDescr". `reading` (pmaintd) adds a float field `reading` in the sensor's natural unit beside
-the raw `value`: value * factor * 1000^(scale - 9) / 10^precision, where `scale` and `precision` name fields
-holding ENTITY-SENSOR-MIB style codes (SensorDataScale 9 = units). Every OID is numeric: Debian ships no IETF
-MIBs, and numeric OIDs never depend on a MIB compiler.
+else entPhysicalDescr". `match`/`tags` is Datadog's form for tags taken from part of a column's text (a column
+value the regex does not match gives no tag); it is how a profile ties an ENTITY-MIB sensor to its interface
+when the agent names the interface only in the sensor's description (Arista EOS). `reading` (pmaintd) adds a
+float field `reading` in the sensor's natural unit beside the raw `value`: value * factor * 1000^(scale - 9) /
+10^precision, where `scale` and `precision` name fields holding ENTITY-SENSOR-MIB style codes (SensorDataScale
+9 = units); the collector turns a transceiver's optical power in watts into dBm (collect/snmp.py). Every OID is
+numeric: Debian ships no IETF MIBs, and numeric OIDs never depend on a MIB compiler.
 
 Rows of one measurement with the same index and static tags merge into one point (ifTable + ifXTable make one
 `interface` point per ifIndex).
@@ -83,6 +89,9 @@ class TagSpec:
     """1-based sub-identifier of the row index; 0 means the whole index ('all')."""
     template: str | None = None
     mapping: Mapping[str, str] = field(default_factory=dict)
+    match: re.Pattern[str] | None = None
+    """With a column: the regex searched in the column's text; the tag is `expand` filled from its groups."""
+    expand: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,37 @@ def _as_list(v: object, where: str) -> list[Any]:
     return v
 
 
+_GROUP_REF_RE = re.compile(r"\\(\d+)|\\g<(\w+)>")
+
+
+def _parse_tags(raw: object, where: str) -> list[TagSpec]:
+    """One `metric_tags` entry: one TagSpec, or one per name of a `match`/`tags` entry."""
+    if isinstance(raw, dict) and "match" in raw:
+        return _parse_match(raw, where)
+    return [_parse_tag(raw, where)]
+
+
+def _parse_match(raw: dict[str, Any], where: str) -> list[TagSpec]:
+    col, tags = raw.get("column"), raw.get("tags")
+    if set(raw) - {"column", "match", "tags"} or not isinstance(col, dict) or "OID" not in col:
+        raise ProfileError(f"{where}: a 'match' entry takes exactly column (with an OID), match and tags")
+    if not isinstance(tags, dict) or not tags or not all(isinstance(v, str) for v in tags.values()):
+        raise ProfileError(f"{where}: 'tags' must map tag names to templates such as '\\1'")
+    try:
+        pattern = re.compile(str(raw["match"]))
+    except re.error as exc:
+        raise ProfileError(f"{where}: match {raw['match']!r} is not a valid regex: {exc}") from None
+    for template in tags.values():
+        for num, name in _GROUP_REF_RE.findall(template):
+            ref = num or name
+            if int(ref) > pattern.groups if ref.isdigit() else ref not in pattern.groupindex:
+                raise ProfileError(f"{where}: template {template!r} names a group that match {pattern.pattern!r} "
+                                   "does not have")
+    column = parse_oid(col["OID"], where)
+    return [TagSpec(str(tag), column=column, column_name=str(col.get("name", "")), match=pattern, expand=template)
+            for tag, template in tags.items()]
+
+
 def _parse_tag(raw: object, where: str) -> TagSpec:
     if not isinstance(raw, dict) or not isinstance(raw.get("tag"), str):
         raise ProfileError(f"{where}: expected a mapping with a 'tag' name")
@@ -186,7 +226,7 @@ def _parse_metric(raw: object, where: str) -> MetricTable:
     if not symbols:
         raise ProfileError(f"{where}: needs at least one symbol")
     raw_tags = _as_list(raw.get("metric_tags"), f"{where}.metric_tags")
-    tags = tuple(_parse_tag(t, f"{where}.metric_tags[{j}]") for j, t in enumerate(raw_tags))
+    tags = tuple(spec for j, t in enumerate(raw_tags) for spec in _parse_tags(t, f"{where}.metric_tags[{j}]"))
     static = raw.get("static_tags") or {}
     if not isinstance(static, dict):
         raise ProfileError(f"{where}.static_tags: expected a mapping of tag: value")

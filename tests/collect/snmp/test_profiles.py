@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from pmaintd.collect.snmp import load_profiles
+from pmaintd.collect.snmp import load_profiles, rows_to_points
 from pmaintd.collect.snmp_profiles import ProfileError, ProfileSet
 
 
@@ -64,6 +66,14 @@ def test_operator_folder_replaces_a_shipped_profile(tmp_path):
     assert ps.match("1.3.6.1.4.1.9.12.3").profile.name == "generic"
 
 
+MATCH = """
+metrics:
+  - table: {{OID: 1.3.6.1.2.1.2.2}}
+    symbols: [{{OID: 1.3.6.1.2.1.2.2.1.14, name: x}}]
+    metric_tags: [{entry}]
+"""
+
+
 @pytest.mark.parametrize(("files", "message"), [
     ({"a.yaml": "extends: [b.yaml]\n", "b.yaml": "extends: [a.yaml]\n"}, "extends itself through"),
     ({"a.yaml": "extends: [nope.yaml]\n"}, "a.yaml: extends unknown profile nope.yaml"),
@@ -78,9 +88,36 @@ def test_operator_folder_replaces_a_shipped_profile(tmp_path):
     ({"a.yaml": "metrics: [\n"}, "a.yaml: not valid YAML"),
     ({"a.yaml": "metrics:\n  - table: {OID: 1.3.6.1.2.1.2.2}\n    symbols: [{OID: 1.3.6.1.2.1.2.2.1.14, name: x}]\n"
                 "    metric_tags: [{tag: t}]\n"}, "tag 't' needs exactly one of column, index, template"),
+    ({"a.yaml": MATCH.format(entry="{column: {OID: 1.3.6.1.2.1.2.2.1.2}, match: '(', tags: {t: '\\1'}}")},
+     "match '(' is not a valid regex"),
+    ({"a.yaml": MATCH.format(entry="{column: {OID: 1.3.6.1.2.1.2.2.1.2}, match: 'a(b)', tags: {t: '\\2'}}")},
+     r"template '\\2' names a group that match 'a(b)' does not have"),
+    ({"a.yaml": MATCH.format(entry="{column: {OID: 1.3.6.1.2.1.2.2.1.2}, match: '(?P<x>b)', tags: {t: '\\g<y>'}}")},
+     "names a group that match"),
+    ({"a.yaml": MATCH.format(entry="{match: 'a(b)', tags: {t: '\\1'}}")},
+     "a 'match' entry takes exactly column (with an OID), match and tags"),
+    ({"a.yaml": MATCH.format(entry="{column: {OID: 1.3.6.1.2.1.2.2.1.2}, match: 'a(b)', tags: [t]}")},
+     "'tags' must map tag names to templates"),
 ])
 def test_malformed_profiles_are_refused(tmp_path, files, message):
     for name, text in files.items():
         _write(tmp_path, name, text)
-    with pytest.raises(ProfileError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+    with pytest.raises(ProfileError, match=re.escape(message)):
         ProfileSet([tmp_path])
+
+
+def test_match_tags_take_part_of_a_column(tmp_path):
+    """`match`/`tags` (Datadog's form): groups of a regex searched in a column's text become tags; a value the
+    regex does not match gives no tag, so a later entry for the same tag is the fallback."""
+    _write(tmp_path, "a.yaml", MATCH.format(entry=(
+        "{column: {OID: 1.3.6.1.2.1.2.2.1.2}, match: '^DOM (\\w+) .*Sensor for (\\S+)', "
+        "tags: {kind: '\\1', ifName: '\\2'}}, {tag: ifName, template: none}")))
+    table = ProfileSet([tmp_path]).profiles["a"].metrics[0]
+    descr, errors = (1, 3, 6, 1, 2, 1, 2, 2, 1, 2), (1, 3, 6, 1, 2, 1, 2, 2, 1, 14)
+    walked = {
+        descr: {(1,): "DOM RX Power Sensor for Ethernet49/1 Lane 2", (2,): "Power supply sensor"},
+        errors: {(1,): 0, (2,): 0},
+    }
+    points = {p.tags.get("kind"): p.tags for p in rows_to_points([table], walked, {}, 0)}
+    assert points["RX"]["ifName"] == "Ethernet49/1"
+    assert points[None]["ifName"] == "none"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import bz2
+import math
 
 import pytest
 
@@ -139,11 +140,12 @@ def test_sensor_names_types_and_readings(polled):
     assert envmon.tags["sensor"] == "SW#1, Sensor#1, YELLOW "
     assert envmon.tags["sensor_type"] == "celsius"
     assert envmon.fields == {"value": 61, "threshold": 66, "ciscoEnvMonTemperatureState": 2, "reading": 61.0}
-    # Arista: 'DOM TX Power Sensor for Ethernet5', raw 6015, scale milli (8), precision 4 -> 0.6015 mW.
+    # Arista: 'DOM TX Power Sensor for Ethernet5', raw 6015 watts, scale milli (8), precision 4 -> 0.6015 mW,
+    # stored in dBm like every vendor's optics (test_optics.py covers all of them).
     dom = by["arista-dcs-7150s"][("ENTITY-SENSOR-MIB", "100305212")]
     assert dom.tags["sensor"] == "DOM TX Power Sensor for Ethernet5"
-    assert dom.tags["sensor_type"] == "watts"
-    assert dom.fields["reading"] == pytest.approx(6015e-3 / 1e4)
+    assert (dom.tags["sensor_type"], dom.tags["ifName"]) == ("dBm", "Ethernet5")
+    assert dom.fields["reading"] == pytest.approx(10 * math.log10(6015e-3 / 1e4 * 1000))
     cpu = by["arista-dcs-7150s"][("ENTITY-SENSOR-MIB", "100006001")]
     assert (cpu.tags["sensor"], cpu.tags["sensor_type"], cpu.fields["reading"]) == ("Cpu temp sensor", "celsius", 28.2)
     # Juniper DOM on xe-1/3/1 (ifIndex 615): Tx power -258 (0.01 dBm), bias 4723 uA.
