@@ -10,16 +10,24 @@ what the profile reads.
 from __future__ import annotations
 
 import bz2
+import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 
 from pmaintd.collect.snmp import DBM_FLOOR, SNMP_SENSOR, is_optical_watts, watts_to_dbm
+from pmaintd.config import StoreConfig
 from pmaintd.forecast.inputs import network_input
+from pmaintd.store import open_store
 from pmaintd.store.sqlite import SqliteStore
 from tests.collect.snmp import snmprec
 from tests.collect.snmp.helpers import collector
 from tests.conftest import SNMP_RECORDINGS
+from tests.grafana.grafana_sim import InfluxQL, format_selection, interpolate, rows
+
+ROOT = Path(__file__).resolve().parents[3]
 
 DEVICE = "arista-dcs-7150s"
 SENSOR = "1.3.6.1.2.1.99.1.1.1"  # entPhySensorEntry: .1 type, .2 scale, .3 precision, .4 value
@@ -138,6 +146,38 @@ def test_network_input_gets_rx_dbm_for_arista_links(points, recording, tmp_path)
     assert by_link[f"{DEVICE}/Ethernet5"]["temp_c"] == pytest.approx(22.9)
     without = [link for link, r in by_link.items() if link not in expected_rx and r["rx_dbm"] is not None]
     assert without == []
+
+
+@pytest.mark.service
+def test_grafana_optical_power_panel_shows_arista_in_dbm(points, recording, influxd, tmp_path):
+    """The committed network dashboard's "Optical power" query, run against a real InfluxDB holding the
+    collected points (Grafana's variable substitution by tests/grafana/grafana_sim.py, as no Grafana server
+    can run here): one series per Arista Tx/Rx sensor, in dBm, and nothing else."""
+    database = "pmaintd_optics_test"
+    influxd.query(f'CREATE DATABASE "{database}"')
+    store = open_store(StoreConfig(kind="influxdb", url=influxd.url, database=database, api="v1"), tmp_path)
+    try:
+        store.write(points)
+    finally:
+        store.close()
+    dash = json.loads((ROOT / "grafana" / "dashboards" / "pmaintd-network.json").read_text())
+    panel = next(p for p in dash["panels"] if p["title"] == "Optical power")
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    values = {"device": format_selection([DEVICE], variables["device"]["allValue"]),
+              "ifname": format_selection(None, variables["ifname"]["allValue"])}
+    now_ms = time.time_ns() // 1_000_000
+    got = {}
+    for target in panel["targets"]:
+        query = interpolate(target["query"], now_ms - 3_600_000, now_ms + 60_000, "5m", values)
+        for r in rows(InfluxQL(influxd.url, database).run(query)):
+            got[r["sensor"]] = r["mean"]
+    expected = {}
+    for idx, t in snmprec.column(recording, f"{SENSOR}.1").items():
+        if t == WATTS:
+            raw = [recording[f"{SENSOR}.{c}.{idx}"] for c in (4, 2, 3)]
+            expected[str(recording[f"{ENT}.2.{idx}"])] = pytest.approx(_expected_dbm(*raw))
+    assert len(expected) == 18
+    assert got == expected
 
 
 def _derived_recording(tmp_path) -> tuple:
