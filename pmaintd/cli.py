@@ -926,6 +926,10 @@ def train_cmd(app: App, kind: str, files: tuple[Path, ...], history_files: tuple
              _f(m.get("recall_at_threshold")), _f(m.get("median_lead_hours_at_far_0.01"))]
             for name, m in report.items()]
     console.print(_table("test drives (never seen in training)", cols, rows))
+    svc = report["model_in_service"]
+    click.echo(f"model_in_service leaves out {svc['healthy_retired']} healthy test drives that left the data early "
+               f"without a failure; they made {svc['of_them_retired']} of the model's "
+               f"{svc['false_alarms_at_far_0.01']} false alarms at 1% FAR")
 
 
 def _f(v: object) -> str:

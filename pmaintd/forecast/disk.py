@@ -15,7 +15,7 @@ import polars as pl
 
 from pmaintd.forecast import backblaze, histories
 from pmaintd.forecast.bundle import Bundle
-from pmaintd.forecast.evaluate import backblaze_rule_score, evaluate
+from pmaintd.forecast.evaluate import BUDGETS, backblaze_rule_score, entity_maxima, evaluate, threshold_for_far
 from pmaintd.forecast.features import DISK_CRITICAL, DISK_SPEC, build_features
 from pmaintd.forecast.labels import label_rows
 from pmaintd.forecast.train import TrainOptions, cross_validate, file_hash, fit, plain_baseline, utc_time
@@ -58,6 +58,41 @@ def same_era(test_scored: pl.DataFrame, horizon_hours: float, threshold: float) 
     return {"from": SAME_ERA_FROM, **evaluate(rows, ent, tm, horizon_hours, threshold)}
 
 
+def retired_drives(paths: Sequence[Path]) -> pl.Series:
+    """Drives that left the data before its end without ever failing: a drive whose last row comes before the
+    last day of the file(s) it is in. Backblaze logs a failure only when a drive stops working; a drive pulled
+    because its SMART errors grew is not one, yet it is no healthy drive either. Their fate is unknown
+    (censored), so `in_service` reports the model without them beside the official figure."""
+    per_file = []
+    for p in paths:
+        df = pl.read_csv(Path(p), columns=["date", "serial_number", "failure"],
+                         schema_overrides={"date": pl.Utf8, "serial_number": pl.Utf8, "failure": pl.Int8})
+        per_file.append(
+            df.group_by("serial_number").agg(pl.col("date").max().alias("last"), (pl.col("failure") == 1).any())
+            .with_columns(pl.lit(df["date"].max()).alias("file_end"))
+        )
+    drives = pl.concat(per_file).group_by("serial_number").agg(
+        pl.col("last").max(), pl.col("file_end").max(), pl.col("failure").any()
+    )  # ISO dates compare as strings
+    return drives.filter(~pl.col("failure") & (pl.col("last") < pl.col("file_end")))["serial_number"]
+
+
+def in_service(test_scored: pl.DataFrame, retired: pl.Series, horizon_hours: float, threshold: float) -> dict[str, Any]:
+    """`evaluate` without the healthy test drives that were retired (`retired_drives`), and how many of the
+    false alarms at the 1% FAR point those drives made before they were left out."""
+    ent, tm = DISK_SPEC.entity, DISK_SPEC.time
+    gone = pl.col(ent).is_in(retired.implode())
+    healthy = entity_maxima(test_scored, ent, tm, horizon_hours).filter(~pl.col("failed"))
+    alarms = healthy.filter(pl.col("max_score") >= threshold_for_far(healthy["max_score"].to_numpy(), BUDGETS[0]))
+    rows = test_scored.filter(pl.col("failure_time").is_not_null() | ~gone)
+    return {
+        "healthy_retired": int(healthy.select(gone.sum()).item()),
+        "false_alarms_at_far_0.01": alarms.height,
+        "of_them_retired": int(alarms.select(gone.sum()).item()),
+        **evaluate(rows, ent, tm, horizon_hours, threshold),
+    }
+
+
 def rule_baseline(labeled: pl.DataFrame, test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, Any]:
     """Backblaze's rule (`evaluate.backblaze_rule_score`) on the same test rows as a model."""
     ent, tm = DISK_SPEC.entity, DISK_SPEC.time
@@ -96,7 +131,9 @@ def train_from_backblaze(
     bundle, test = fit(labeled, DISK_SPEC, opts, data_hash=digest, log=log, extra_negatives=extra)
     del extra
     bundle.metrics["test_same_era"] = same_era(test, opts.horizon_hours, bundle.threshold)
-    report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"]}
+    bundle.metrics["test_in_service"] = in_service(test, retired_drives(paths), opts.horizon_hours, bundle.threshold)
+    report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"],
+                              "model_in_service": bundle.metrics["test_in_service"]}
     if baselines:
         report["backblaze_rule"] = rule_baseline(labeled, test, opts.horizon_hours)
         report["plain_lightgbm"] = plain_baseline(labeled, DISK_SPEC, opts, (*DISK_CRITICAL, "smart_9_raw"))
@@ -117,11 +154,13 @@ def cross_validate_backblaze(
     """`train_from_backblaze`'s model in k folds (nothing saved): per-fold and mean test figures, on all test
     drives and on the same-era ones, beside the Backblaze rule on the same drives."""
     labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
+    retired = retired_drives(paths)
     folds = []
     for bundle, test in cross_validate(labeled, DISK_SPEC, opts, k, extra, log):
         folds.append({
             "model": bundle.metrics["test"],
             "model_same_era": same_era(test, opts.horizon_hours, bundle.threshold),
+            "model_in_service": in_service(test, retired, opts.horizon_hours, bundle.threshold),
             "backblaze_rule": rule_baseline(labeled, test, opts.horizon_hours),
             "trees": bundle.metrics["trees"],
         })
@@ -129,7 +168,7 @@ def cross_validate_backblaze(
             "median_lead_hours_at_far_0.01", "entities_failed", "entities_healthy")
     mean = {
         name: {key: float(np.mean([f[name][key] for f in folds if f[name].get(key) is not None])) for key in keys}
-        for name in ("model", "model_same_era", "backblaze_rule")
+        for name in ("model", "model_same_era", "model_in_service", "backblaze_rule")
     }
     return {"folds": k, "mean": mean, "per_fold": folds}
 
