@@ -93,12 +93,17 @@ def in_service(test_scored: pl.DataFrame, retired: pl.Series, horizon_hours: flo
     }
 
 
-def rule_baseline(labeled: pl.DataFrame, test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, Any]:
-    """Backblaze's rule (`evaluate.backblaze_rule_score`) on the same test rows as a model."""
+def rule_rows(labeled: pl.DataFrame, test_scored: pl.DataFrame) -> pl.DataFrame:
+    """Backblaze's rule (`evaluate.backblaze_rule_score`) as the score of the same test rows as a model; it
+    alarms at any non-zero sum, so its own threshold is 0.5."""
     ent, tm = DISK_SPEC.entity, DISK_SPEC.time
     rules = labeled.select(ent, tm, pl.col("rule_score").fill_null(0).alias("score"))
-    rows = test_scored.select(ent, tm, "failure_time").join(rules, on=[ent, tm])
-    return evaluate(rows, ent, tm, horizon_hours, threshold=0.5)
+    return test_scored.select(ent, tm, "failure_time").join(rules, on=[ent, tm])
+
+
+def rule_baseline(labeled: pl.DataFrame, test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, Any]:
+    """Backblaze's rule on the same test rows as a model."""
+    return evaluate(rule_rows(labeled, test_scored), DISK_SPEC.entity, DISK_SPEC.time, horizon_hours, threshold=0.5)
 
 
 def _inputs(
@@ -125,17 +130,19 @@ def train_from_backblaze(
 ) -> tuple[Bundle, dict[str, Any]]:
     """Train the disk model on Backblaze files (plus healthy windows from start-stop `history_paths`); save it
     to `output` (if given) with its metrics and the two reference baselines evaluated on the same unseen test
-    drives, on all of them and on the same-era subset."""
+    drives: on all of them, on the same-era subset, and (model and rule) without retired healthy drives."""
     labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
     digest = file_hash([*paths, *history_paths])
     bundle, test = fit(labeled, DISK_SPEC, opts, data_hash=digest, log=log, extra_negatives=extra)
     del extra
     bundle.metrics["test_same_era"] = same_era(test, opts.horizon_hours, bundle.threshold)
-    bundle.metrics["test_in_service"] = in_service(test, retired_drives(paths), opts.horizon_hours, bundle.threshold)
+    retired = retired_drives(paths)
+    bundle.metrics["test_in_service"] = in_service(test, retired, opts.horizon_hours, bundle.threshold)
     report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"],
                               "model_in_service": bundle.metrics["test_in_service"]}
     if baselines:
         report["backblaze_rule"] = rule_baseline(labeled, test, opts.horizon_hours)
+        report["backblaze_rule_in_service"] = in_service(rule_rows(labeled, test), retired, opts.horizon_hours, 0.5)
         report["plain_lightgbm"] = plain_baseline(labeled, DISK_SPEC, opts, (*DISK_CRITICAL, "smart_9_raw"))
         bundle.metrics["baselines"] = {k: v for k, v in report.items() if not k.startswith("model")}
     bundle.training_window["files"] = ", ".join(Path(p).name for p in [*paths, *history_paths])
@@ -152,7 +159,7 @@ def cross_validate_backblaze(
     history_paths: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """`train_from_backblaze`'s model in k folds (nothing saved): per-fold and mean test figures, on all test
-    drives and on the same-era ones, beside the Backblaze rule on the same drives."""
+    drives, the same-era ones and those in service, beside the Backblaze rule on the same drives."""
     labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
     retired = retired_drives(paths)
     folds = []
@@ -162,13 +169,14 @@ def cross_validate_backblaze(
             "model_same_era": same_era(test, opts.horizon_hours, bundle.threshold),
             "model_in_service": in_service(test, retired, opts.horizon_hours, bundle.threshold),
             "backblaze_rule": rule_baseline(labeled, test, opts.horizon_hours),
+            "backblaze_rule_in_service": in_service(rule_rows(labeled, test), retired, opts.horizon_hours, 0.5),
             "trees": bundle.metrics["trees"],
         })
     keys = ("recall_at_far_0.01", "recall_at_far_0.001", "far_at_threshold", "recall_at_threshold",
             "median_lead_hours_at_far_0.01", "entities_failed", "entities_healthy")
     mean = {
         name: {key: float(np.mean([f[name][key] for f in folds if f[name].get(key) is not None])) for key in keys}
-        for name in ("model", "model_same_era", "model_in_service", "backblaze_rule")
+        for name in ("model", "model_same_era", "model_in_service", "backblaze_rule", "backblaze_rule_in_service")
     }
     return {"folds": k, "mean": mean, "per_fold": folds}
 

@@ -29,6 +29,10 @@ def test_folds_test_every_drive_once_and_print_figures(tmp_path: Path) -> None:
     healthy = sum(f["model"]["entities_healthy"] for f in out["per_fold"])
     assert (failed, healthy) == (80, 320)  # the sample's 80 failed and 320 healthy drives, each tested once
     assert 0.0 <= out["mean"]["model"]["recall_at_far_0.01"] <= 1.0
+    # "In service" leaves out the healthy drives that left the data early, and only those.
+    svc = [f["model_in_service"] for f in out["per_fold"]]
+    assert sum(s["entities_healthy"] + s["healthy_retired"] for s in svc) == 320
+    assert sum(s["entities_failed"] for s in svc) == 80 and sum(s["healthy_retired"] for s in svc) > 0
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").rglob("bundle.json"))
 
 
