@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -190,13 +191,23 @@ def collect_cmd(app: App, once: bool, only: tuple[str, ...], as_json: bool, no_s
         sys.exit(EXIT_FAILED)
 
 
+def _age(ns: int) -> str:
+    """How long ago, in the largest unit that keeps it readable; a newest point stamped after now (a device
+    clock ahead) says `ahead`."""
+    s = abs(ns) / 1e9
+    text = next((f"{int(s // u)}{name}" for u, name in ((86400, "d"), (3600, "h"), (60, "m")) if s >= 2 * u),
+                f"{int(s)}s")
+    return f"{text} ago" if ns >= 0 else f"{text} ahead"
+
+
 @cli.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @pass_app
 def status_cmd(app: App, as_json: bool) -> None:
-    """The store (kind, location), per measurement its points and newest time, per collector and target
-    its last run and outcome, and per forecast kind the model the daemon scores it with (or why none loads).
-    Exit 1 when the store cannot be read."""
+    """The store (kind, location), per measurement its points of the last 24 h and its newest point (time and
+    age: is data arriving?), per collector and target its last run and outcome, and per forecast kind the model
+    the daemon scores it with (or why none loads). Answers in about a second whatever the volume stored (no
+    count over all time). Exit 1 when the store cannot be read."""
     from pmaintd import collect
     from pmaintd.collect.runstate import FILENAME, RunState, RunStateError
     from pmaintd.forecasting import LoadedModels
@@ -237,8 +248,8 @@ def status_cmd(app: App, as_json: bool) -> None:
                 "measurements": [
                     {
                         "measurement": s.measurement,
-                        "points": s.points,
-                        "newest": format_time(s.newest) if s.newest else None,
+                        "points_24h": s.points_24h,
+                        "newest": format_time(s.newest),
                     }
                     for s in stats
                 ],
@@ -251,8 +262,9 @@ def status_cmd(app: App, as_json: bool) -> None:
         console.print(f"store: {kind} at {location}", highlight=False)
         if store_error:
             print_error("store error", store_error)
-        m_rows = [[s.measurement, s.points, format_time(s.newest)[:19] + "Z" if s.newest else "-"] for s in stats]
-        console.print(_table("measurements", ["measurement", "points", "newest"], m_rows))
+        now = time.time_ns()
+        m_rows = [[s.measurement, s.points_24h, format_time(s.newest)[:19] + "Z", _age(now - s.newest)] for s in stats]
+        console.print(_table("measurements", ["measurement", "points (24h)", "newest", "age"], m_rows))
         c_rows = [
             [
                 r.collector,

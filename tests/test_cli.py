@@ -64,7 +64,7 @@ def test_collect_once_json_prints_points_and_stores_them(tmp_path: Path) -> None
     assert s.returncode == 0, s.stderr
     status = json.loads(s.stdout)
     assert status["store"] == {"kind": "sqlite", "location": str(state / "pmaintd.db"), "error": None}
-    counts = {m["measurement"]: m["points"] for m in status["measurements"]}
+    counts = {m["measurement"]: m["points_24h"] for m in status["measurements"]}
     for m in measurements:
         assert counts[m] == sum(1 for p in points if p["measurement"] == m), m
     assert counts["pmaintd_collector"] == 2  # one self-metric point per (collector, target)
@@ -144,6 +144,32 @@ def test_status_before_any_collection(tmp_path: Path) -> None:
     assert {"diskio", "host"} <= never and len(never) == len(status["collectors"])
     text = pmaintd("--state-dir", str(tmp_path), "status")
     assert text.returncode == 0 and "never" in text.stdout and "sqlite" in text.stdout
+
+
+def test_status_counts_the_last_24h_and_shows_how_old_the_newest_point_is(tmp_path: Path) -> None:
+    """A store with history: the count says it covers 24 h (key and column), a measurement that went quiet
+    200 days ago still shows its newest point, and the table says how long ago that was."""
+    from pmaintd.store.sqlite import SqliteStore
+    from pmaintd.telemetry import format_time, now_ns
+
+    now, day = now_ns(), 86400 * 10**9
+    st = SqliteStore(tmp_path / "pmaintd.db", retention_s=3650 * 86400.0)
+    st.write([Point("cpu", {"host": "a"}, {"usage_idle": 1.0}, now - t) for t in (600 * 10**9, 3 * day, 900 * day)]
+             + [Point("diskio", {"name": "sda"}, {"reads": 1}, now - t) for t in (200 * day, 700 * day)])
+    st.close()
+    r = pmaintd("--state-dir", str(tmp_path), "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["measurements"] == [
+        {"measurement": "cpu", "points_24h": 1, "newest": format_time(now - 600 * 10**9)},
+        {"measurement": "diskio", "points_24h": 0, "newest": format_time(now - 200 * day)},
+    ]
+    text = pmaintd("--state-dir", str(tmp_path), "status", env=_env(COLUMNS="200"))
+    assert text.returncode == 0, text.stderr
+    lines = [ln.replace("┃", "│").split("│") for ln in text.stdout.splitlines()]  # header cells use ┃
+    rows = {cells[1].strip(): [c.strip() for c in cells[2:-1]] for cells in lines if len(cells) == 6}
+    assert rows["measurement"] == ["points (24h)", "newest", "age"]
+    assert rows["cpu"] == ["1", format_time(now - 600 * 10**9)[:19] + "Z", "10m ago"]
+    assert rows["diskio"] == ["0", format_time(now - 200 * day)[:19] + "Z", "200d ago"]
 
 
 # --- check-config ---------------------------------------------------------------------------------------
@@ -264,4 +290,4 @@ def test_secrets_never_printed(tmp_path: Path, influxd: Influxd) -> None:
         runs[args] = r
     status = json.loads(runs[("status", "--json")].stdout)
     assert status["store"]["kind"] == "influxdb" and status["store"]["location"] == f"http://{host}"
-    assert any(m["measurement"] == "diskio" and m["points"] >= 1 for m in status["measurements"])
+    assert any(m["measurement"] == "diskio" and m["points_24h"] >= 1 for m in status["measurements"])

@@ -22,14 +22,21 @@ class StoreError(Exception):
     """A store could not do what was asked; the message says what and where, never a secret."""
 
 
+RECENT_WINDOW_NS = 24 * 3600 * 10**9
+"""`status` counts points over this recent window only (its JSON key and column say `24h`): a count over all
+time reads every point of every shard, which on years of Telegraf data takes minutes and loads the server
+exactly when an operator asks what is wrong. Whether data arrives, and how much, is what the window tells."""
+
+
 @dataclass(frozen=True)
 class MeasurementStats:
-    """What `status` shows per measurement."""
+    """What `status` shows per measurement that holds at least one point."""
 
     measurement: str
-    points: int
-    newest: int | None
-    """Newest point's time in ns, or None when the measurement is empty."""
+    points_24h: int
+    """Points stamped within RECENT_WINDOW_NS before the call, or later (a device clock ahead): not a total."""
+    newest: int
+    """Newest point's time in ns, whatever its age (a measurement that went quiet long ago still shows it)."""
 
 
 @runtime_checkable
@@ -54,7 +61,8 @@ class Store(Protocol):
         ...
 
     def stats(self) -> list[MeasurementStats]:
-        """Per measurement: number of points and newest time."""
+        """Per measurement with any point, sorted by name: points in the recent window and the newest time.
+        Must stay fast whatever the volume stored: nothing here may read all points of a measurement."""
         ...
 
     def maintain(self) -> None:

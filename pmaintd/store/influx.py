@@ -38,7 +38,7 @@ import polars as pl
 import urllib3
 
 from pmaintd.config import StoreConfig, read_secret
-from pmaintd.store import MeasurementStats, StoreError
+from pmaintd.store import RECENT_WINDOW_NS, MeasurementStats, StoreError
 from pmaintd.store.lineproto import LineProtocolError, Serializer, stored_name
 from pmaintd.store.spool import Spool, SpoolRecord
 from pmaintd.telemetry import Point
@@ -378,17 +378,28 @@ class InfluxStore:
                 yield res
 
     def _influxql_series(self, q: str) -> list[dict[str, Any]]:
-        """All series of a query, with chunks of the same series merged."""
-        merged: dict[tuple[str, str], dict[str, Any]] = {}
-        for res in self._influxql(q):
-            for s in res.get("series", []):
-                key = (s.get("name", ""), json.dumps(s.get("tags") or {}, sort_keys=True))
-                have = merged.get(key)
-                if have is None:
-                    merged[key] = {**s, "values": list(s.get("values", []))}
-                else:
-                    have["values"].extend(s.get("values", []))
-        return list(merged.values())
+        """All series of one statement, with chunks of the same series merged."""
+        return self._statements([q])[0]
+
+    def _statements(self, stmts: Sequence[str]) -> list[list[dict[str, Any]]]:
+        """Run InfluxQL statements, many per request (3.x takes one); per statement its series, with chunks of
+        the same series merged."""
+        per_request = 1 if self.cfg.api == "v3" else 200
+        out: list[list[dict[str, Any]]] = []
+        for i in range(0, len(stmts), per_request):
+            batch = stmts[i : i + per_request]
+            merged: list[dict[tuple[str, str], dict[str, Any]]] = [{} for _ in batch]
+            for res in self._influxql("; ".join(batch)):
+                into = merged[int(res.get("statement_id", 0))]
+                for s in res.get("series", []):
+                    key = (s.get("name", ""), json.dumps(s.get("tags") or {}, sort_keys=True))
+                    have = into.get(key)
+                    if have is None:
+                        into[key] = {**s, "values": list(s.get("values", []))}
+                    else:
+                        have["values"].extend(s.get("values", []))
+            out += [list(m.values()) for m in merged]
+        return out
 
     def query(
         self,
@@ -436,21 +447,48 @@ class InfluxStore:
         return frame.with_columns(pl.col("time").cast(pl.Datetime("us", "UTC")))
 
     def stats(self) -> list[MeasurementStats]:
-        """Per measurement: points (the largest field count per series, summed) and the newest time."""
-        out = []
-        for s in self._influxql_series("SHOW MEASUREMENTS"):
-            for (name,) in s.get("values", []):
-                m = quote_ident(name)
-                count = 0
-                for cs in self._influxql_series(f"SELECT COUNT(*) FROM {m} GROUP BY *"):
-                    for row in cs.get("values", []):
-                        count += max((v for v in row[1:] if isinstance(v, int)), default=0)
-                newest = None
-                for ls in self._influxql_series(f"SELECT * FROM {m} ORDER BY time DESC LIMIT 1"):
-                    for row in ls.get("values", []):
-                        newest = max(newest or row[0], row[0])
-                out.append(MeasurementStats(name, count, newest))
-        return sorted(out, key=lambda x: x.measurement)
+        """Per measurement: points in the recent window (the largest field count per series, summed) and the
+        newest point's time, from time-bounded queries only.
+
+        A COUNT or `ORDER BY time DESC LIMIT 1` without a time bound makes InfluxDB open every shard the
+        measurement has ever had (years of Telegraf data: a scan of every point, minutes). Here the count
+        covers the window, and the newest point is looked for in the window first, then, for measurements
+        quiet there, backwards in windows that double (2, 4, 8... days) until one holds a point: each query
+        opens only its own range's shards, and one silent for a year is found in 8 rounds. All measurements'
+        statements of a round go in one request.
+        """
+        since = (time.time_ns() - RECENT_WINDOW_NS) // 1000 * 1000  # stored times are whole microseconds
+        names = [n for s in self._influxql_series("SHOW MEASUREMENTS") for (n,) in s.get("values", [])]
+        counts: dict[str, int] = {}
+        newest: dict[str, int] = {}
+        stmts = []
+        for name in names:
+            m = quote_ident(name)
+            stmts += [f"SELECT COUNT(*) FROM {m} WHERE time >= {since} GROUP BY *",
+                      f"SELECT * FROM {m} WHERE time >= {since} ORDER BY time DESC LIMIT 1"]
+        results = self._statements(stmts)
+        for k, name in enumerate(names):
+            counts[name] = sum(
+                max((v for v in row[1:] if isinstance(v, int)), default=0)
+                for cs in results[2 * k] for row in cs.get("values", [])
+            )
+            _newest_into(newest, name, results[2 * k + 1])
+        quiet = [n for n in names if n not in newest]
+        hi, span = since, RECENT_WINDOW_NS
+        while quiet:
+            span *= 2
+            lo = hi - span
+            cond = f"time >= {lo} AND time < {hi}" if lo > 0 else f"time < {hi}"  # before 1970: the rest
+            results = self._statements(
+                [f"SELECT * FROM {quote_ident(n)} WHERE {cond} ORDER BY time DESC LIMIT 1" for n in quiet]
+            )
+            for name, res in zip(quiet, results, strict=True):
+                _newest_into(newest, name, res)
+            quiet = [n for n in quiet if n not in newest] if lo > 0 else []
+            hi = lo
+        return sorted(
+            (MeasurementStats(n, counts[n], newest[n]) for n in names if n in newest), key=lambda x: x.measurement
+        )
 
     def maintain(self) -> None:
         """Replay the spool now, even within the pause after a failure (retention is the server's job)."""
@@ -478,3 +516,10 @@ def _server_message(data: bytes | str | None) -> str:
     except ValueError:
         pass
     return text.strip()[:500]
+
+
+def _newest_into(newest: dict[str, int], name: str, series: list[dict[str, Any]]) -> None:
+    """Record the latest time in a `... ORDER BY time DESC LIMIT 1` result, if it has a row."""
+    for s in series:
+        for row in s.get("values", []):
+            newest[name] = max(newest.get(name, row[0]), row[0])

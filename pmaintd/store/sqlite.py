@@ -22,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pmaintd.store import MeasurementStats, StoreError
+from pmaintd.store import RECENT_WINDOW_NS, MeasurementStats, StoreError
 from pmaintd.telemetry import Point
 
 SCHEMA_VERSION = 3
@@ -64,6 +64,14 @@ _INSERT = (
     "INSERT INTO points (series, time, fields) VALUES (?, ?, ?) "
     "ON CONFLICT (series, time) DO UPDATE SET fields = json_patch(fields, excluded.fields)"
 )
+_STATS = """
+SELECT measurement, SUM(recent), MAX(newest) FROM (
+    SELECT s.measurement,
+           (SELECT COUNT(*) FROM points p WHERE p.series = s.id AND p.time >= ?) AS recent,
+           (SELECT p.time FROM points p WHERE p.series = s.id ORDER BY p.time DESC LIMIT 1) AS newest
+    FROM series s
+) GROUP BY measurement ORDER BY measurement
+"""
 _TYPE_OF = {float: "float", int: "int", bool: "bool", str: "str"}
 _POLARS_TYPES = {"bool": pl.Boolean, "int": pl.Int64, "float": pl.Float64, "str": pl.Utf8}
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -253,12 +261,16 @@ class SqliteStore:
         return _widen(rows, series, types)
 
     def stats(self) -> list[MeasurementStats]:
+        """Per series, a primary-key seek to its newest point and a range count over the recent window only:
+        O(series x log points + recent points), where a COUNT/MAX over the joined table read every row."""
+        since = time.time_ns() - RECENT_WINDOW_NS
         with self._lock:
-            rows = self._db.execute(
-                "SELECT s.measurement, COUNT(*), MAX(p.time) FROM points p JOIN series s ON s.id = p.series "
-                "GROUP BY s.measurement ORDER BY s.measurement"
-            ).fetchall()
-        return [MeasurementStats(m, n, newest) for m, n, newest in rows]
+            self._db.execute("BEGIN")
+            try:
+                rows = self._db.execute(_STATS, (since,)).fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        return [MeasurementStats(m, n, newest) for m, n, newest in rows if newest is not None]
 
     def maintain(self) -> None:
         """Drop points older than the retention and truncate the WAL.

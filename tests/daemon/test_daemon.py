@@ -72,13 +72,13 @@ def start(
 
 
 def stored_rows(state_dir: Path, measurement: str) -> int:
-    """Points of one measurement in the daemon's sqlite store, read as `pmaintd status` reads them (a second
-    process on the WAL file while the daemon writes)."""
+    """Points of one measurement (of the last 24 h: all the test writes) in the daemon's sqlite store, read as
+    `pmaintd status` reads them (a second process on the WAL file while the daemon writes)."""
     if not (state_dir / "pmaintd.db").exists():
         return 0
     st = SqliteStore(state_dir / "pmaintd.db")
     try:
-        return next((m.points for m in st.stats() if m.measurement == measurement), 0)
+        return next((m.points_24h for m in st.stats() if m.measurement == measurement), 0)
     finally:
         st.close()
 

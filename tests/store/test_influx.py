@@ -66,7 +66,7 @@ def test_collected_points_round_trip_with_same_values_and_tags(influxd: Influxd,
             for k, v in p.tags.items():
                 assert row[k] == v
     stats = {s.measurement: s for s in st.stats()}
-    assert stats["diskio"].points == sum(p.measurement == "diskio" for p in points)
+    assert stats["diskio"].points_24h == sum(p.measurement == "diskio" for p in points)
     assert stats["diskio"].newest == max(p.time for p in points if p.measurement == "diskio") // 1000 * 1000
     st.close()
 
