@@ -376,10 +376,7 @@ class SnmpCollector:
         st = self._state()
         assert st.semaphore is not None
         async with st.semaphore:
-            creds = opts.endpoint.credentials
-            # Only SNMPv3 needs a pysnmp engine (see Session): v1/v2c polls never build one.
-            engine = await self._engine(creds.engine_key()) if creds.version == "3" else None
-            session = Session(engine, opts.endpoint)
+            session = Session(await self._engine(opts.endpoint.credentials.engine_key()), opts.endpoint)
             try:
                 async with asyncio.timeout(target.timeout):
                     memory = self._memory.setdefault(target.name, WalkMemory())
@@ -391,8 +388,6 @@ class SnmpCollector:
             except SnmpError as exc:
                 self._mark(target.name, str(exc))
                 raise CollectError(str(exc)) from None
-            finally:
-                session.close()
         self._mark(target.name, None, result.match.profile.name)
         return result
 

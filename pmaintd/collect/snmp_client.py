@@ -1,8 +1,4 @@
-"""A small SNMP client: credentials, GET, and multi-column table walks; v1/v2c over snmp_wire, v3 over pysnmp 7.
-
-Why two transports: pysnmp's message pipeline (pyasn1 objects for every varbind) cost ~0.1 ms of CPU per
-varbind, ~270 ms per poll of a big switch; snmp_wire decodes community responses straight into plain values
-at ~0.013 ms per varbind (bench/snmp_cpu.py). SNMPv3's USM (keys, digests, privacy) stays with pysnmp.
+"""A small SNMP client over pysnmp 7 (asyncio): credentials, GET, and multi-column table walks.
 
 Why not pysnmp's own bulk_walk_cmd: it walks one column per request stream. A profile needs 20-40 columns, and
 walking them together in one GETBULK (one varbind per column, rows arrive aligned) cuts the requests - and
@@ -17,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,9 +42,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
 from pysnmp.proto import errind, rfc1902, rfc1905
 
-from pmaintd.collect import snmp_wire
-from pmaintd.collect.snmp_wire import END_OF_MIB_VIEW, CommunityChannel
-
 AUTH_PROTOCOLS = {
     "SHA": usmHMACSHAAuthProtocol,
     "SHA-224": usmHMAC128SHA224AuthProtocol,
@@ -75,8 +67,6 @@ Oid = tuple[int, ...]
 _LCD = CommandGeneratorLcdConfigurator()
 _NULL = rfc1902.Null("")
 Value = int | str
-Varbinds = list[tuple[Oid, Any]]
-"""(name, value) pairs: a value is what `convert` makes of it, or END_OF_MIB_VIEW."""
 
 
 class SnmpError(Exception):
@@ -174,43 +164,15 @@ def _describe(ep: Endpoint, ei: object) -> str:
 
 
 class Session:
-    """One agent: GET and table walks. Counts requests and varbinds for self-metrics/benchmarks.
+    """One agent, one engine: GET and table walks. Counts requests and varbinds for self-metrics/benchmarks."""
 
-    SNMPv1/v2c go over snmp_wire (its own codec and socket: a fraction of pysnmp's CPU per varbind); SNMPv3
-    goes through `engine` (pysnmp's USM). Call `close` when the poll is over.
-    """
-
-    def __init__(self, engine: SnmpEngine | None, ep: Endpoint, use_pysnmp: bool = False) -> None:
-        """`use_pysnmp` sends v1/v2c through pysnmp too (needs `engine`): the reference that tests and
-        bench/snmp_cpu.py compare snmp_wire against."""
+    def __init__(self, engine: SnmpEngine, ep: Endpoint) -> None:
         self.engine = engine
         self.ep = ep
         self.requests = 0
         self.varbinds = 0
-        self._pysnmp = use_pysnmp or ep.credentials.version == "3"
-        self._auth = ep.credentials.auth_data() if self._pysnmp else None
+        self._auth = ep.credentials.auth_data()
         self._transport: UdpTransportTarget | Udp6TransportTarget | None = None
-        self._channel: CommunityChannel | None = None
-
-    def close(self) -> None:
-        """Close the v1/v2c socket (SNMPv3 shares the engine's, which its owner closes)."""
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-    def _unresolvable(self, reason: str) -> SnmpError:
-        return SnmpError(f"target {self.ep.name}: cannot resolve {self.ep.host} ({reason})")
-
-    async def _open_channel(self) -> CommunityChannel:
-        if self._channel is None:
-            creds = self.ep.credentials
-            try:
-                self._channel = await CommunityChannel.open(
-                    self.ep.host, self.ep.port, 0 if creds.version == "1" else 1, creds.community or ""
-                )
-            except socket.gaierror as exc:
-                raise self._unresolvable(str(exc.strerror)) from None
-        return self._channel
 
     async def _target(self) -> UdpTransportTarget | Udp6TransportTarget:
         if self._transport is None:
@@ -221,32 +183,11 @@ class Session:
                 )
             except Exception as exc:  # pysnmp wraps the resolver's error in its own type
                 m = re.search(r"\[Errno -?\d+\] (.*?)(?: caused by|$)", str(exc))
-                raise self._unresolvable(m.group(1) if m else str(exc)) from None
+                reason = m.group(1) if m else str(exc)
+                raise SnmpError(f"target {self.ep.name}: cannot resolve {self.ep.host} ({reason})") from None
         return self._transport
 
-    async def _send(self, kind: str, oids: Sequence[Oid], reps: int = 0) -> tuple[int, int, Varbinds]:
-        """One request: (error-status, error-index, varbinds with converted values); SnmpError when unanswered."""
-        self.requests += 1
-        if self._pysnmp:
-            ei, es, eidx, vbs = await self._send_pysnmp(kind, oids, reps)
-            if ei:
-                raise SnmpError(_describe(self.ep, ei))
-            return int(es), int(eidx), [
-                (tuple(name), END_OF_MIB_VIEW if isinstance(val, rfc1905.EndOfMibView) else convert(val))
-                for name, val in vbs
-            ]
-        channel = await self._open_channel()
-        pdu = {"get": snmp_wire.GET, "next": snmp_wire.GETNEXT}.get(kind, snmp_wire.GETBULK)
-        resp = await channel.request(pdu, list(oids), 0, reps if pdu == snmp_wire.GETBULK else 0,
-                                     self.ep.timeout, self.ep.retries)
-        if resp is None:
-            msg = _describe(self.ep, errind.requestTimedOut)
-            if channel.parse_error:
-                msg += f"; an answer was dropped: {channel.parse_error}"
-            raise SnmpError(msg)
-        return resp.error_status, resp.error_index, resp.varbinds
-
-    async def _send_pysnmp(self, kind: str, oids: Sequence[Oid], reps: int) -> tuple[Any, Any, Any, list[Any]]:
+    async def _send(self, kind: str, oids: Sequence[Oid], reps: int = 0) -> tuple[Any, Any, Any, list[Any]]:
         """One request through pysnmp's command generators, with numeric OIDs only.
 
         pysnmp's hlapi helpers (get_cmd, bulk_cmd) resolve every varbind through the MIB view, and when pysmi
@@ -254,7 +195,6 @@ class Session:
         request. Sending ObjectName/Null pairs straight to the generator skips that entirely.
         """
         engine = self.engine
-        assert engine is not None
         addr_name, _ = _LCD.configure(engine, self._auth, await self._target(), b"")
         varbinds = [(rfc1902.ObjectName(o), _NULL) for o in oids]
         future: asyncio.Future[tuple[Any, Any, Any, list[Any]]] = asyncio.get_running_loop().create_future()
@@ -263,6 +203,7 @@ class Session:
             if not future.done():
                 future.set_result((ei, es, eidx, list(vbs or ())))
 
+        self.requests += 1
         if kind == "get":
             cmdgen.GetCommandGenerator().send_varbinds(engine, addr_name, None, b"", varbinds, done, None)
         elif kind == "next":
@@ -273,14 +214,21 @@ class Session:
 
     async def get(self, oids: Sequence[Oid]) -> dict[Oid, Value]:
         """GET scalars; missing objects (noSuchObject/noSuchInstance) are left out of the result."""
-        es, eidx, vbs = await self._send("get", oids)
+        ei, es, eidx, vbs = await self._send("get", oids)
+        if ei:
+            raise SnmpError(_describe(self.ep, ei))
         if es:
-            if es == 2 and 0 < eidx <= len(oids):  # v1 noSuchName: ask again without that object
-                rest = [o for i, o in enumerate(oids) if i != eidx - 1]
+            if int(es) == 2 and 0 < int(eidx) <= len(oids):  # v1 noSuchName: ask again without that object
+                rest = [o for i, o in enumerate(oids) if i != int(eidx) - 1]
                 return await self.get(rest) if rest else {}
-            raise SnmpError(f"target {self.ep.name}: agent answered {_status_name(es)} to a GET")
+            raise SnmpError(f"target {self.ep.name}: agent answered {es.prettyPrint()} to a GET")
         self.varbinds += len(vbs)
-        return {name: v for name, v in vbs if v is not None and v is not END_OF_MIB_VIEW}
+        out: dict[Oid, Value] = {}
+        for name, val in vbs:
+            v = convert(val)
+            if v is not None:
+                out[tuple(name)] = v
+        return out
 
     async def walk(self, columns: Sequence[Oid], memory: WalkMemory | None = None) -> dict[Oid, dict[Oid, Value]]:
         """Walk table columns; returns {column: {row index: value}}. Columns the agent lacks come back empty.
@@ -306,10 +254,13 @@ class Session:
         while cursor:
             active = list(cursor)
             request = [cursor[c] for c in active]
-            status, eidx, vbs = await (self._send("next", request) if v1 else self._send("bulk", request, reps))
-            if status:
-                if status == 2 and 0 < eidx <= len(active):  # v1 end of MIB for that column
-                    del cursor[active[eidx - 1]]
+            ei, es, eidx, vbs = await (self._send("next", request) if v1 else self._send("bulk", request, reps))
+            if ei:
+                raise SnmpError(_describe(self.ep, ei))
+            if es:
+                status = int(es)
+                if status == 2 and 0 < int(eidx) <= len(active):  # v1 end of MIB for that column
+                    del cursor[active[int(eidx) - 1]]
                     continue
                 if status == 1 and (reps > 1 or len(active) > 1):  # tooBig: ask for less
                     if reps > 1:
@@ -319,24 +270,26 @@ class Session:
                             await self._walk_group([c], out, 1, mem)
                             del cursor[c]
                     continue
-                raise SnmpError(f"target {self.ep.name}: agent answered {_status_name(status)} while walking")
+                raise SnmpError(f"target {self.ep.name}: agent answered {es.prettyPrint()} while walking")
             if not vbs:
                 raise SnmpError(f"target {self.ep.name}: agent sent an empty answer while walking")
             n = len(active)
             if not v1 and len(vbs) < n * reps:  # the agent cut its answer short: plan smaller requests next time
                 mem.max_varbinds = max(n, min(mem.max_varbinds, len(vbs)))
             self.varbinds += len(vbs)
-            for k, (oid, v) in enumerate(vbs):
+            for k, (name, val) in enumerate(vbs):
                 col = active[k % n]
                 if col not in cursor:
                     continue
-                if v is END_OF_MIB_VIEW or oid[: len(col)] != col:
+                oid = tuple(name)
+                if isinstance(val, rfc1905.EndOfMibView) or oid[: len(col)] != col:
                     del cursor[col]
                     continue
                 if oid <= cursor[col]:
                     raise SnmpError(f"target {self.ep.name}: agent returned OIDs out of order in "
                                     f"{'.'.join(map(str, col))} (broken agent)")
                 cursor[col] = oid
+                v = convert(val)
                 if v is not None:
                     out[col][oid[len(col):]] = v
 
@@ -373,11 +326,6 @@ def plan_requests(columns: Sequence[Oid], mem: WalkMemory, max_reps: int) -> lis
     if current:
         groups.append((current, reps))
     return groups
-
-
-def _status_name(status: int) -> str:
-    """An error-status as pysnmp prints it (tooBig, genErr, ...)."""
-    return rfc1905.errorStatus.clone(status).prettyPrint()
 
 
 def convert(val: object) -> Value | None:
