@@ -40,7 +40,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     usmNoPrivProtocol,
 )
 from pysnmp.hlapi.v3arch.asyncio.lcd import CommandGeneratorLcdConfigurator
-from pysnmp.proto import errind, rfc1902, rfc1905
+from pysnmp.proto import errind, rfc1155, rfc1902, rfc1905
 
 AUTH_PROTOCOLS = {
     "SHA": usmHMACSHAAuthProtocol,
@@ -336,11 +336,14 @@ def convert(val: object) -> Value | None:
     """
     if isinstance(val, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView | univ.Null):
         return None
-    if isinstance(val, rfc1902.IpAddress):
+    # Checked on the base types, so RFC 1155 (SNMPv1) and plain pyasn1 values read like RFC 1902's: pysnmp's
+    # command generator hands v1 answers over as v2 types today, but a str() fallback would turn a v1 string
+    # into Latin-1 text and an IpAddress into its raw bytes.
+    if isinstance(val, rfc1902.IpAddress | rfc1155.IpAddress):
         return ".".join(str(b) for b in bytes(val))
-    if isinstance(val, rfc1902.ObjectIdentifier):
+    if isinstance(val, univ.ObjectIdentifier):
         return ".".join(map(str, val))
-    if isinstance(val, rfc1902.OctetString):
+    if isinstance(val, univ.OctetString):
         raw = bytes(val)
         try:
             return raw.decode("utf-8")

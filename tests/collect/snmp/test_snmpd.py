@@ -10,9 +10,14 @@ import subprocess
 import time
 
 import pytest
+from pyasn1.type import univ
+from pysnmp.proto import rfc1155, rfc1902
 
 from pmaintd.collect import CollectError
+from pmaintd.collect.snmp_client import convert
+from tests import services
 from tests.collect.snmp.helpers import collector, poll_twice
+from tests.conftest import unavailable
 
 pytestmark = pytest.mark.service
 
@@ -227,3 +232,33 @@ def test_concurrency_bounds_polls_in_flight(snmpd):
     finally:
         hole.close()
     assert done["good"] >= 0.95 and done["good"] >= done["dead"], done
+
+
+def test_v1_strings_read_like_v2c(tmp_path):
+    """A non-ASCII (and hostile) sysName comes out as the same text over v1 as over v2c, and every series is the
+    same over both (v1 only lacks the 64-bit counter fields)."""
+    name = 'sw-é-東京 "core" $(id)'
+    try:
+        agent = services.start_snmpd(tmp_path, sys_name=name)
+    except services.ServiceUnavailable as exc:
+        unavailable(str(exc))
+    try:
+        seen = {}
+        for version in ("1", "2c"):
+            coll = collector([{"name": "lo", "address": agent.address, "version": version, "community": "public"}])
+            points = coll.collect(coll.targets()[0])
+            assert {p.tags["sysName"] for p in points} == {name}
+            seen[version] = {(p.measurement, tuple(sorted(p.tags.items()))) for p in points}
+        assert seen["1"] == seen["2c"]
+    finally:
+        agent.stop()
+
+
+@pytest.mark.parametrize("v1, v2", [
+    (rfc1155.IpAddress(b"\xc0\x00\x02\x01"), rfc1902.IpAddress(b"\xc0\x00\x02\x01")),
+    (univ.OctetString("é".encode()), rfc1902.OctetString("é".encode())),
+    (univ.OctetString(b"\x00\x1b\xff"), rfc1902.OctetString(b"\x00\x1b\xff")),
+    (univ.ObjectIdentifier((1, 3, 6, 1)), rfc1902.ObjectIdentifier((1, 3, 6, 1))),
+])
+def test_convert_reads_v1_types_like_v2c(v1, v2):
+    assert convert(v1) == convert(v2) is not None and not isinstance(convert(v1), bytes)
