@@ -73,11 +73,16 @@ def read_file(path: Path) -> pl.DataFrame:
     return df
 
 
-def read_backblaze(paths: Sequence[Path]) -> pl.DataFrame:
-    """All files merged, sorted by serial_number then date; failure=1 on a drive's failure day."""
+def read_files(paths: Sequence[Path]) -> list[pl.DataFrame]:
+    """Each file as `read_file` reads it, in order (for callers that need to know which file a row came from)."""
     if not paths:
         raise BackblazeFormatError("no Backblaze files given")
-    return merge([read_file(Path(p)) for p in paths])
+    return [read_file(Path(p)) for p in paths]
+
+
+def read_backblaze(paths: Sequence[Path]) -> pl.DataFrame:
+    """All files merged, sorted by serial_number then date; failure=1 on a drive's failure day."""
+    return merge(read_files(paths))
 
 
 def merge(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:

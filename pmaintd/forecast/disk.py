@@ -58,22 +58,21 @@ def same_era(test_scored: pl.DataFrame, horizon_hours: float, threshold: float) 
     return {"from": SAME_ERA_FROM, **evaluate(rows, ent, tm, horizon_hours, threshold)}
 
 
-def retired_drives(paths: Sequence[Path]) -> pl.Series:
+def retired_drives(frames: Sequence[pl.DataFrame]) -> pl.Series:
     """Drives that left the data before its end without ever failing: a drive whose last row comes before the
-    last day of the file(s) it is in. Backblaze logs a failure only when a drive stops working; a drive pulled
-    because its SMART errors grew is not one, yet it is no healthy drive either. Their fate is unknown
-    (censored), so `in_service` reports the model without them beside the official figure."""
-    per_file = []
-    for p in paths:
-        df = pl.read_csv(Path(p), columns=["date", "serial_number", "failure"],
-                         schema_overrides={"date": pl.Utf8, "serial_number": pl.Utf8, "failure": pl.Int8})
-        per_file.append(
-            df.group_by("serial_number").agg(pl.col("date").max().alias("last"), (pl.col("failure") == 1).any())
-            .with_columns(pl.lit(df["date"].max()).alias("file_end"))
-        )
+    last day of the latest file it is in (`frames` from `backblaze.read_files`, one per file, before they are
+    merged and the file a row came from is lost). Backblaze logs a failure only when a drive stops working; a
+    drive pulled because its SMART errors grew is not one, yet it is no healthy drive either. Their fate is
+    unknown (censored), so `in_service` reports the model without them beside the official figure."""
+    per_file = [
+        df.group_by("serial_number")
+        .agg(pl.col("date").max().alias("last"), (pl.col("failure") == 1).any())
+        .with_columns(pl.lit(df["date"].max()).alias("file_end"))
+        for df in frames
+    ]
     drives = pl.concat(per_file).group_by("serial_number").agg(
         pl.col("last").max(), pl.col("file_end").max(), pl.col("failure").any()
-    )  # ISO dates compare as strings
+    )
     return drives.filter(~pl.col("failure") & (pl.col("last") < pl.col("file_end")))["serial_number"]
 
 
@@ -93,31 +92,36 @@ def in_service(test_scored: pl.DataFrame, retired: pl.Series, horizon_hours: flo
     }
 
 
-def rule_rows(labeled: pl.DataFrame, test_scored: pl.DataFrame) -> pl.DataFrame:
-    """Backblaze's rule (`evaluate.backblaze_rule_score`) as the score of the same test rows as a model; it
-    alarms at any non-zero sum, so its own threshold is 0.5."""
+def rule_baselines(
+    labeled: pl.DataFrame, test_scored: pl.DataFrame, retired: pl.Series, horizon_hours: float
+) -> dict[str, dict[str, Any]]:
+    """Backblaze's rule (`evaluate.backblaze_rule_score`) scored on the same test rows as a model, on all of
+    them and in service; it alarms at any non-zero sum, so its own threshold is 0.5."""
     ent, tm = DISK_SPEC.entity, DISK_SPEC.time
     rules = labeled.select(ent, tm, pl.col("rule_score").fill_null(0).alias("score"))
-    return test_scored.select(ent, tm, "failure_time").join(rules, on=[ent, tm])
-
-
-def rule_baseline(labeled: pl.DataFrame, test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, Any]:
-    """Backblaze's rule on the same test rows as a model."""
-    return evaluate(rule_rows(labeled, test_scored), DISK_SPEC.entity, DISK_SPEC.time, horizon_hours, threshold=0.5)
+    rows = test_scored.select(ent, tm, "failure_time").join(rules, on=[ent, tm])
+    return {
+        "backblaze_rule": evaluate(rows, ent, tm, horizon_hours, threshold=0.5),
+        "backblaze_rule_in_service": in_service(rows, retired, horizon_hours, 0.5),
+    }
 
 
 def _inputs(
     paths: Sequence[Path], history_paths: Sequence[Path], horizon_hours: float, log: Callable[[str], None]
-) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Labeled feature rows of the Backblaze files, and the healthy-window rows of the start-stop files."""
-    raw = backblaze.read_backblaze(paths)
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.Series]:
+    """Labeled feature rows of the Backblaze files, the healthy-window rows of the start-stop files, and the
+    retired drives (`retired_drives`)."""
+    frames = backblaze.read_files(paths)
+    retired = retired_drives(frames)
+    raw = backblaze.merge(frames)
+    del frames
     log(f"read {raw.height} rows, {raw['serial_number'].n_unique()} drives")
     labeled = labeled_from_frame(raw, horizon_hours)
     del raw
     extra = healthy_history_rows(history_paths, horizon_hours) if history_paths else None
     if extra is not None:
         log(f"{extra.height} healthy-window rows from {len(history_paths)} start-stop file(s)")
-    return labeled, extra
+    return labeled, extra, retired
 
 
 def train_from_backblaze(
@@ -131,18 +135,16 @@ def train_from_backblaze(
     """Train the disk model on Backblaze files (plus healthy windows from start-stop `history_paths`); save it
     to `output` (if given) with its metrics and the two reference baselines evaluated on the same unseen test
     drives: on all of them, on the same-era subset, and (model and rule) without retired healthy drives."""
-    labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
+    labeled, extra, retired = _inputs(paths, history_paths, opts.horizon_hours, log)
     digest = file_hash([*paths, *history_paths])
     bundle, test = fit(labeled, DISK_SPEC, opts, data_hash=digest, log=log, extra_negatives=extra)
     del extra
     bundle.metrics["test_same_era"] = same_era(test, opts.horizon_hours, bundle.threshold)
-    retired = retired_drives(paths)
     bundle.metrics["test_in_service"] = in_service(test, retired, opts.horizon_hours, bundle.threshold)
     report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"],
                               "model_in_service": bundle.metrics["test_in_service"]}
     if baselines:
-        report["backblaze_rule"] = rule_baseline(labeled, test, opts.horizon_hours)
-        report["backblaze_rule_in_service"] = in_service(rule_rows(labeled, test), retired, opts.horizon_hours, 0.5)
+        report |= rule_baselines(labeled, test, retired, opts.horizon_hours)
         report["plain_lightgbm"] = plain_baseline(labeled, DISK_SPEC, opts, (*DISK_CRITICAL, "smart_9_raw"))
         bundle.metrics["baselines"] = {k: v for k, v in report.items() if not k.startswith("model")}
     bundle.training_window["files"] = ", ".join(Path(p).name for p in [*paths, *history_paths])
@@ -160,16 +162,14 @@ def cross_validate_backblaze(
 ) -> dict[str, Any]:
     """`train_from_backblaze`'s model in k folds (nothing saved): per-fold and mean test figures, on all test
     drives, the same-era ones and those in service, beside the Backblaze rule on the same drives."""
-    labeled, extra = _inputs(paths, history_paths, opts.horizon_hours, log)
-    retired = retired_drives(paths)
+    labeled, extra, retired = _inputs(paths, history_paths, opts.horizon_hours, log)
     folds = []
     for bundle, test in cross_validate(labeled, DISK_SPEC, opts, k, extra, log):
         folds.append({
             "model": bundle.metrics["test"],
             "model_same_era": same_era(test, opts.horizon_hours, bundle.threshold),
             "model_in_service": in_service(test, retired, opts.horizon_hours, bundle.threshold),
-            "backblaze_rule": rule_baseline(labeled, test, opts.horizon_hours),
-            "backblaze_rule_in_service": in_service(rule_rows(labeled, test), retired, opts.horizon_hours, 0.5),
+            **rule_baselines(labeled, test, retired, opts.horizon_hours),
             "trees": bundle.metrics["trees"],
         })
     keys = ("recall_at_far_0.01", "recall_at_far_0.001", "far_at_threshold", "recall_at_threshold",

@@ -8,14 +8,16 @@ from pathlib import Path
 
 import polars as pl
 
+from pmaintd.forecast.backblaze import read_file
 from pmaintd.forecast.disk import in_service, retired_drives
 
 
-def _csv(path: Path, rows: list[tuple[str, str, int]]) -> Path:
+def _csv(path: Path, rows: list[tuple[str, str, int]]) -> pl.DataFrame:
+    """A Backblaze file with these (date, serial, failure) rows, read back as `backblaze.read_files` reads each file."""
     lines = ["date,serial_number,model,failure"] + [f"{d},{s},M1,{f}" for d, s, f in rows]
     with gzip.open(path, "wt") as f:
         f.write("\n".join(lines) + "\n")
-    return path
+    return read_file(path)
 
 
 def test_retired_are_healthy_drives_ending_before_every_file_they_are_in(tmp_path: Path) -> None:
