@@ -933,19 +933,28 @@ def train_cmd(app: App, kind: str, files: tuple[Path, ...], history_files: tuple
         print_json({"output": str(output), "version": bundle.version, "threshold": bundle.threshold, **report})
         return
     click.echo(f"wrote {output} (version {bundle.version}, threshold {bundle.threshold:.4g})")
-    cols = ["model", "recall@1%FAR", "recall@0.1%FAR", "FAR@thr", "recall@thr", "median lead h"]
+    cols = ["model", "r@1%FAR", "r@.1%FAR", "FAR@thr", "r@thr", "lead h"]
     rows = [[name, _f(m.get("recall_at_far_0.01")), _f(m.get("recall_at_far_0.001")), _f(m.get("far_at_threshold")),
-             _f(m.get("recall_at_threshold")), _f(m.get("median_lead_hours_at_far_0.01"))]
-            for name, m in report.items()]
-    console.print(_table("test drives (never seen in training)", cols, rows))
+             _f(m.get("recall_at_threshold")), _f(m.get("median_lead_hours_at_far_0.01"), "{:.0f}")]
+            for name, m in report.items() if "recall_at_far_0.01" in m]
+    table = _table("test drives never seen in training (r: recall, thr: the bundle's threshold, lead h: median "
+                   "at 1% FAR)", cols, rows)
+    table.columns[0].no_wrap = True  # the names say which figure is which: never cut them on an 80-column terminal
+    console.print(table)
+    w = report["model_by_warning"]
+    click.echo(f"of {w['failed_warned'] + w['failed_silent']} failed test drives, {w['failed_silent']} showed no "
+               f"critical SMART counter (5/187/188/197/198) above zero in their window; at 1% FAR the model caught "
+               f"{w['failed_warned_alarms_at_far_0.01']} of the {w['failed_warned']} warned and "
+               f"{w['failed_silent_alarms_at_far_0.01']} of the silent ones, while {w['healthy_warned']} healthy "
+               f"drives showed a warning and {w['healthy_warned_alarms_at_far_0.01']} of them alarmed")
     svc = report["model_in_service"]
     click.echo(f"model_in_service leaves out {svc['healthy_retired']} healthy test drives that left the data early "
                f"without a failure; they made {svc['of_them_retired']} of the model's "
                f"{svc['false_alarms_at_far_0.01']} false alarms at 1% FAR")
 
 
-def _f(v: object) -> str:
-    return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+def _f(v: object, fmt: str = "{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v) if isinstance(v, float) else str(v)
 
 
 @cli.command("backtest")

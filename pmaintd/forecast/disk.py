@@ -92,6 +92,25 @@ def in_service(test_scored: pl.DataFrame, retired: pl.Series, horizon_hours: flo
     }
 
 
+def by_warning(test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, int]:
+    """Failed and healthy test drives split by whether a critical counter (SMART 5/187/188/197/198, their sum
+    `err_sum`) was above zero at some day of their evaluation window, with the alarms of each group at the 1%
+    FAR point. A failure with no warning is one that no model on these counters sees coming, so the warned
+    share of failures bounds recall, and the warned healthy drives are the ones the model must rank below them."""
+    ent, tm = DISK_SPEC.entity, DISK_SPEC.time
+    warned = test_scored.with_columns((pl.col("err_sum__last").fill_null(0) > 0).cast(pl.Float64).alias("score"))
+    flags = entity_maxima(warned, ent, tm, horizon_hours).select(ent, (pl.col("max_score") > 0).alias("warned"))
+    per = entity_maxima(test_scored, ent, tm, horizon_hours).join(flags, on=ent)
+    t = threshold_for_far(per.filter(~pl.col("failed"))["max_score"].to_numpy(), BUDGETS[0])
+    out: dict[str, int] = {}
+    for failed, who in ((True, "failed"), (False, "healthy")):
+        for flag, how in ((True, "warned"), (False, "silent")):
+            group = per.filter((pl.col("failed") == failed) & (pl.col("warned") == flag))
+            out[f"{who}_{how}"] = group.height
+            out[f"{who}_{how}_alarms_at_far_0.01"] = int((group["max_score"] >= t).sum())
+    return out
+
+
 def rule_baselines(
     labeled: pl.DataFrame, test_scored: pl.DataFrame, retired: pl.Series, horizon_hours: float
 ) -> dict[str, dict[str, Any]]:
@@ -141,8 +160,10 @@ def train_from_backblaze(
     del extra
     bundle.metrics["test_same_era"] = same_era(test, opts.horizon_hours, bundle.threshold)
     bundle.metrics["test_in_service"] = in_service(test, retired, opts.horizon_hours, bundle.threshold)
+    bundle.metrics["test_by_warning"] = by_warning(test, opts.horizon_hours)
     report: dict[str, Any] = {"model": bundle.metrics["test"], "model_same_era": bundle.metrics["test_same_era"],
-                              "model_in_service": bundle.metrics["test_in_service"]}
+                              "model_in_service": bundle.metrics["test_in_service"],
+                              "model_by_warning": bundle.metrics["test_by_warning"]}
     if baselines:
         report |= rule_baselines(labeled, test, retired, opts.horizon_hours)
         report["plain_lightgbm"] = plain_baseline(labeled, DISK_SPEC, opts, (*DISK_CRITICAL, "smart_9_raw"))
@@ -169,6 +190,7 @@ def cross_validate_backblaze(
             "model": bundle.metrics["test"],
             "model_same_era": same_era(test, opts.horizon_hours, bundle.threshold),
             "model_in_service": in_service(test, retired, opts.horizon_hours, bundle.threshold),
+            "model_by_warning": by_warning(test, opts.horizon_hours),
             **rule_baselines(labeled, test, retired, opts.horizon_hours),
             "trees": bundle.metrics["trees"],
         })
@@ -178,7 +200,8 @@ def cross_validate_backblaze(
         name: {key: float(np.mean([f[name][key] for f in folds if f[name].get(key) is not None])) for key in keys}
         for name in ("model", "model_same_era", "model_in_service", "backblaze_rule", "backblaze_rule_in_service")
     }
-    return {"folds": k, "mean": mean, "per_fold": folds}
+    warned = {key: sum(f["model_by_warning"][key] for f in folds) for key in folds[0]["model_by_warning"]}
+    return {"folds": k, "mean": mean, "model_by_warning_total": warned, "per_fold": folds}
 
 
 def train_job(paths: Sequence[Path], output: Path, opts: TrainOptions) -> str:
