@@ -207,7 +207,9 @@ def status_cmd(app: App, as_json: bool) -> None:
     """The store (kind, location), per measurement its points of the last 24 h and its newest point (time and
     age: is data arriving?), per collector and target its last run and outcome, and per forecast kind the model
     the daemon scores it with (or why none loads). Answers in about a second whatever the volume stored (no
-    count over all time). Exit 1 when the store cannot be read."""
+    count over all time). Exit 1 when the store cannot be read or a model bundle is broken (its kind is not
+    scored, or scored by the shipped model instead of the promoted one): a monitoring check can run
+    `pmaintd status >/dev/null` and alert on the exit code."""
     from pmaintd import collect
     from pmaintd.collect.runstate import FILENAME, RunState, RunStateError
     from pmaintd.forecasting import LoadedModels
@@ -288,7 +290,7 @@ def status_cmd(app: App, as_json: bool) -> None:
         for s in models.states():
             if s.problem:
                 print_error("model problem", s.summary())
-    if store_error:
+    if store_error or any(s.problem for s in models.states()):
         sys.exit(EXIT_FAILED)
 
 

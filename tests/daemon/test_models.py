@@ -97,12 +97,14 @@ def _forecasts(state: Path, **tags: str) -> pl.DataFrame:
 
 
 def _status_json(d) -> dict:
+    """`pmaintd status --json`'s models by kind; the exit code is 1 exactly when one of them has a problem."""
     res = subprocess.run(
         [str(PMAINTD), "--config", str(d.config_path), "--state-dir", str(d.state_dir), "status", "--json"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    return {m["kind"]: m for m in json.loads(res.stdout)["models"]}
+    models = {m["kind"]: m for m in json.loads(res.stdout)["models"]}
+    assert res.returncode == (1 if any(m["problem"] for m in models.values()) else 0), res.stderr
+    return models
 
 
 def _disk_phrase(problem: str) -> str:
@@ -299,3 +301,26 @@ def test_the_retrain_the_error_names_works_over_a_stale_promoted_model(tmp_path,
     models.refresh()
     (s,) = models.states()
     assert s.source == "promoted" and s.version == out["challenger_version"] and s.problem is None
+
+
+def test_status_exits_1_while_a_model_bundle_is_broken(tmp_path, trained):
+    """`pmaintd status` is what a monitoring check runs: exit 0 while every model loads, 1 while a promoted
+    bundle is broken, even when the shipped model scores its kind in its place; the text says which."""
+    state = tmp_path / "state"
+    config = tmp_path / "pmaintd.toml"
+    config.write_text('[forecast]\nkinds = ["disk"]\n')
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [str(PMAINTD), "--config", str(config), "--state-dir", str(state), "status", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+    _bundle(trained, state, "disk", "v-good")
+    assert status().returncode == 0 and status("--json").returncode == 0
+    stale = _bundle(trained, state, "disk", "v-stale", spec=1)
+    r = status()
+    assert r.returncode == 1, r.stderr
+    assert "model problem" in r.stderr and str(stale) in " ".join(r.stderr.split())
+    r = status("--json")
+    assert r.returncode == 1 and str(stale) in json.loads(r.stdout)["models"][0]["problem"]
+    Registry(state).promote("disk", "v-good")
+    assert status().returncode == 0
