@@ -98,9 +98,8 @@ def by_warning(test_scored: pl.DataFrame, horizon_hours: float) -> dict[str, int
     FAR point. A failure with no warning is one that no model on these counters sees coming, so the warned
     share of failures bounds recall, and the warned healthy drives are the ones the model must rank below them."""
     ent, tm = DISK_SPEC.entity, DISK_SPEC.time
-    warned = test_scored.with_columns((pl.col("err_sum__last").fill_null(0) > 0).cast(pl.Float64).alias("score"))
-    flags = entity_maxima(warned, ent, tm, horizon_hours).select(ent, (pl.col("max_score") > 0).alias("warned"))
-    per = entity_maxima(test_scored, ent, tm, horizon_hours).join(flags, on=ent)
+    warned = (pl.col("err_sum__last").fill_null(0).max() > 0).alias("warned")
+    per = entity_maxima(test_scored, ent, tm, horizon_hours, extra=[warned])
     t = threshold_for_far(per.filter(~pl.col("failed"))["max_score"].to_numpy(), BUDGETS[0])
     out: dict[str, int] = {}
     for failed, who in ((True, "failed"), (False, "healthy")):

@@ -17,8 +17,11 @@ import polars as pl
 BUDGETS = (0.01, 0.001)
 
 
-def entity_maxima(scored: pl.DataFrame, entity: str, time: str, horizon_hours: float) -> pl.DataFrame:
-    """Per entity: failed (bool), max score in its evaluation window, and the window rows.
+def entity_maxima(
+    scored: pl.DataFrame, entity: str, time: str, horizon_hours: float, extra: Sequence[pl.Expr] = ()
+) -> pl.DataFrame:
+    """Per entity: failed (bool), max score in its evaluation window, and any `extra` aggregations over the
+    same window rows.
 
     `scored` has entity, time, score and failure_time (null for entities that never failed).
     """
@@ -35,6 +38,7 @@ def entity_maxima(scored: pl.DataFrame, entity: str, time: str, horizon_hours: f
         .agg(
             pl.col("failure_time").first().is_not_null().alias("failed"),
             pl.col("score").max().alias("max_score"),
+            *extra,
         )
     )
 
