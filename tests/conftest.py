@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,15 +29,18 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _running(start: Callable[[Path], T], workdir: Path) -> Iterator[T]:
-    """Start a service for a fixture (skip, or fail under PMAINTD_REQUIRE_SERVICES=1, when it cannot start)
-    and stop it when the fixture ends."""
+@contextmanager
+def running(start: Callable[[Path], T], workdir: Path) -> Iterator[T]:
+    """A service started in `workdir` for a fixture or one test (skip, or fail under
+    PMAINTD_REQUIRE_SERVICES=1, when it cannot start), stopped when the block ends."""
     try:
         srv = start(workdir)
     except services.ServiceUnavailable as exc:
         unavailable(str(exc))
-    yield srv
-    srv.stop()  # type: ignore[attr-defined]
+    try:
+        yield srv
+    finally:
+        srv.stop()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +54,15 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Influxd]:
     """A real InfluxDB 1.x on a free loopback port, with database `pmaintd` created."""
-    yield from _running(services.start_influxd, tmp_path_factory.mktemp("influxd"))
+    with running(services.start_influxd, tmp_path_factory.mktemp("influxd")) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Sshd]:
     """A real OpenSSH server on a free loopback port that accepts one generated key."""
-    yield from _running(services.start_sshd, tmp_path_factory.mktemp("sshd"))
+    with running(services.start_sshd, tmp_path_factory.mktemp("sshd")) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -81,7 +87,8 @@ def haproxy_lb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Ha
 @pytest.fixture(scope="session")
 def snmpd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Snmpd]:
     """net-snmp's snmpd on a free loopback UDP port: community `public`, v3 authPriv users (services.py)."""
-    yield from _running(services.start_snmpd, tmp_path_factory.mktemp("snmpd"))
+    with running(services.start_snmpd, tmp_path_factory.mktemp("snmpd")) as srv:
+        yield srv
 
 
 SNMP_RECORDINGS = Path(__file__).resolve().parent / "collect" / "snmp" / "testdata"
@@ -90,9 +97,6 @@ SNMP_RECORDINGS = Path(__file__).resolve().parent / "collect" / "snmp" / "testda
 @pytest.fixture(scope="session")
 def snmpsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[services.Snmpsim]:
     """snmpsim serving the real-device recordings in tests/collect/snmp/testdata (community = file stem)."""
-    try:
-        srv = services.start_snmpsim(tmp_path_factory.mktemp("snmpsim"), sorted(SNMP_RECORDINGS.glob("*.snmprec*")))
-    except services.ServiceUnavailable as exc:
-        unavailable(str(exc))
-    yield srv
-    srv.stop()
+    recordings = sorted(SNMP_RECORDINGS.glob("*.snmprec*"))
+    with running(lambda d: services.start_snmpsim(d, recordings), tmp_path_factory.mktemp("snmpsim")) as srv:
+        yield srv

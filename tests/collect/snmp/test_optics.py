@@ -24,7 +24,7 @@ from pmaintd.store import open_store
 from pmaintd.store.sqlite import SqliteStore
 from tests.collect.snmp import snmprec
 from tests.collect.snmp.helpers import collector
-from tests.conftest import SNMP_RECORDINGS
+from tests.conftest import SNMP_RECORDINGS, running
 from tests.grafana.grafana_sim import InfluxQL, format_selection, interpolate, rows
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -216,16 +216,8 @@ def test_no_light_is_the_floor_and_power_supply_watts_stay_watts(tmp_path):
 
     path, psu_watts = _derived_recording(tmp_path)
     (tmp_path / "sim").mkdir()
-    try:
-        sim = services.start_snmpsim(tmp_path / "sim", [path])
-    except services.ServiceUnavailable as exc:
-        from tests.conftest import unavailable
-
-        unavailable(str(exc))
-    try:
+    with running(lambda d: services.start_snmpsim(d, [path]), tmp_path / "sim") as sim:
         points = _poll(sim.address, "derived")
-    finally:
-        sim.stop()
     sensors = {p.tags["sensor_index"]: p for p in points if p.measurement == SNMP_SENSOR}
     for idx, raw in (("100350213", 0), ("100352213", -1)):
         p = sensors[idx]

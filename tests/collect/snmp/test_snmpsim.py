@@ -14,7 +14,7 @@ import pytest
 from pmaintd.collect.snmp import SNMP_SENSOR
 from tests.collect.snmp import snmprec
 from tests.collect.snmp.helpers import collector, poll_twice
-from tests.conftest import SNMP_RECORDINGS
+from tests.conftest import SNMP_RECORDINGS, running
 
 pytestmark = pytest.mark.service
 
@@ -211,17 +211,9 @@ def test_hostile_strings_are_data(tmp_path):
     rec = tmp_path / "hostile.snmprec"
     rec.write_text("\n".join(lines) + "\n")
     (tmp_path / "sim").mkdir()
-    try:
-        sim = services.start_snmpsim(tmp_path / "sim", [rec])
-    except services.ServiceUnavailable as exc:
-        from tests.conftest import unavailable
-
-        unavailable(str(exc))
-    try:
+    with running(lambda d: services.start_snmpsim(d, [rec]), tmp_path / "sim") as sim:
         coll = collector([{"name": "evil", "address": sim.address, "community": "hostile"}], timeout="10s")
         points = coll.collect(coll.targets()[0])
-    finally:
-        sim.stop()
     assert {p.tags["sysName"] for p in points} == {HOSTILE_SYSNAME}
     eth = [p for p in points if p.measurement == "interface" and p.tags["ifIndex"] == "2"]
     assert eth[0].tags["ifAlias"] == HOSTILE_ALIAS
