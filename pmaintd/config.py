@@ -702,13 +702,16 @@ def resolve_config_path(cli_value: Path | None, env: Mapping[str, str] = os.envi
 def resolve_state_dir(cli_value: Path | None, env: Mapping[str, str] = os.environ) -> Path:
     """--state-dir, else $PMAINTD_STATE_DIR, else /var/lib/pmaintd as root, else $XDG_STATE_HOME/pmaintd.
 
-    systemd's StateDirectory= sets $STATE_DIRECTORY, which is honoured after $PMAINTD_STATE_DIR.
+    systemd's StateDirectory= sets $STATE_DIRECTORY, which is honoured after $PMAINTD_STATE_DIR. Only
+    $STATE_DIRECTORY is a colon-separated list (one entry per StateDirectory= name; ours is the first):
+    $PMAINTD_STATE_DIR is one path, and a colon in it is part of the name.
     """
     if cli_value is not None:
         return cli_value
-    for var in ("PMAINTD_STATE_DIR", "STATE_DIRECTORY"):
-        if env.get(var):
-            return Path(env[var].split(":")[0])
+    if env.get("PMAINTD_STATE_DIR"):
+        return Path(env["PMAINTD_STATE_DIR"])
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
     if os.geteuid() == 0:
         return Path("/var/lib/pmaintd")
     xdg = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".local" / "state")

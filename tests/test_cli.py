@@ -240,6 +240,11 @@ def test_state_dir_resolution_order(tmp_path: Path) -> None:
     assert location("--state-dir", str(flag), PMAINTD_STATE_DIR=str(env_dir)) == str(flag / "pmaintd.db")
     assert location(PMAINTD_STATE_DIR=str(env_dir), STATE_DIRECTORY=str(systemd_dir)) == str(env_dir / "pmaintd.db")
     assert location(STATE_DIRECTORY=str(systemd_dir)) == str(systemd_dir / "pmaintd.db")
+    # systemd lists one directory per StateDirectory= name, colon-separated; $PMAINTD_STATE_DIR is one path,
+    # and a colon in it (a timestamped run directory) used to cut it short, writing to another directory.
+    assert location(STATE_DIRECTORY=f"{systemd_dir}:{tmp_path / 'other'}") == str(systemd_dir / "pmaintd.db")
+    stamped = tmp_path / "run-2026-11-29T20:50"
+    assert location(PMAINTD_STATE_DIR=str(stamped)) == str(stamped / "pmaintd.db")
     assert cfgmod.resolve_state_dir(None, env={}) == (
         Path("/var/lib/pmaintd") if os.geteuid() == 0 else Path.home() / ".local/state/pmaintd"
     )
