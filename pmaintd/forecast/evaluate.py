@@ -43,19 +43,36 @@ def entity_maxima(
     )
 
 
-def threshold_for_far(healthy_max: np.ndarray, budget: float) -> float:
-    """The lowest threshold at which at most `budget` of healthy entities alarm (alarm: score >= threshold)."""
+def threshold_for_far(
+    healthy_max: np.ndarray, budget: float, failed_max: np.ndarray | None = None
+) -> float:
+    """A threshold at which at most `budget` of healthy entities alarm (alarm: score >= threshold).
+
+    The lowest such threshold is just above s[k], the highest healthy score that must not alarm. Without
+    `failed_max` the threshold sits midway from s[k] to the next healthy score up, so an unseen entity a little
+    above s[k] does not alarm. With `failed_max` (a threshold for deployment) it keeps every failure the lowest
+    threshold catches and, among those thresholds, gives the fewest healthy alarms and the widest margin:
+    midway between the lowest caught failure and the highest healthy score below it. On a small calibration
+    part with well-separated failures the lowest threshold would spend the whole budget on healthy entities'
+    noise (a host fleet's threshold sat at p = 0.0002 below failures at p > 0.2).
+    """
     s = np.sort(np.asarray(healthy_max, dtype=np.float64))[::-1]
     k = math.floor(budget * len(s))
     if len(s) == 0:
         return 1.0
     if k >= len(s):
         return float(s[-1])
-    above = s[k - 1] if k > 0 else np.inf
+    if failed_max is not None:
+        f = np.asarray(failed_max, dtype=np.float64)
+        caught = f[f > s[k]]
+        if len(caught):
+            hi = float(caught.min())
+            return (float(s[s < hi][0]) + hi) / 2
+    upper = s[k - 1] if k > 0 else np.inf
     # Strictly above the (k+1)-th largest so ties there do not alarm; midway to the next one when possible.
     t = float(np.nextafter(s[k], np.inf))
-    if np.isfinite(above) and above > t:
-        t = float((s[k] + above) / 2)
+    if np.isfinite(upper) and upper > t:
+        t = float((s[k] + upper) / 2)
     return t
 
 

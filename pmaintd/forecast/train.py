@@ -178,13 +178,16 @@ def _select_iteration(
     """Keep the number of trees that maximizes the calibration part's per-entity recall at the FAR budget.
 
     Early stopping watches a per-row metric; what operators get is per-entity recall at a false-alarm budget,
-    and the two disagree late in boosting (more trees sharpen a few healthy entities' peaks)."""
+    and the two disagree late in boosting (more trees sharpen a few healthy entities' peaks). A fine-tuned
+    model keeps all of its init_model's trees: only the trees boosted on top of them are candidates (cutting
+    into the champion's trees left a 2-tree "fine-tuned" model of a 10-tree champion)."""
     total = booster.current_iteration()
-    if total <= 10:
+    first = lgb.Booster(model_file=opts.init_model).current_iteration() if opts.init_model else 0
+    if total - first <= 10:
         return booster, np.asarray(booster.predict(xc, raw_score=True, num_threads=opts.num_threads))
     best: tuple[float, int, np.ndarray] | None = None
     keys = calib.select(ent, tm, "failure_time")
-    for k in sorted({int(np.rint(f * total)) for f in np.linspace(0.1, 1.0, 10)}):
+    for k in sorted({first + int(np.rint(f * (total - first))) for f in np.linspace(0.1, 1.0, 10)}):
         m = np.asarray(booster.predict(xc, raw_score=True, num_iteration=k, num_threads=opts.num_threads))
         per = entity_maxima(keys.with_columns(pl.Series("score", m)), ent, tm, opts.horizon_hours)
         healthy = per.filter(~pl.col("failed"))["max_score"].to_numpy()
@@ -289,8 +292,12 @@ def fit(
     calib_scored = calib.select(ent, tm, "failure_time").with_columns(
         pl.Series("score", bundle.calibrate(margin_c))
     )
-    healthy = entity_maxima(calib_scored, ent, tm, opts.horizon_hours).filter(~pl.col("failed"))
-    bundle.threshold = threshold_for_far(healthy["max_score"].to_numpy(), opts.far_budget * opts.far_margin)
+    per = entity_maxima(calib_scored, ent, tm, opts.horizon_hours)
+    bundle.threshold = threshold_for_far(
+        per.filter(~pl.col("failed"))["max_score"].to_numpy(),
+        opts.far_budget * opts.far_margin,
+        per.filter(pl.col("failed"))["max_score"].to_numpy(),
+    )
     test_scored = test.select(ent, tm, "failure_time", *names).with_columns(pl.Series("score", bundle.predict(test)))
     bundle.metrics = {
         "far_budget": opts.far_budget,

@@ -81,6 +81,24 @@ def test_threshold_for_far_counts_ties_as_alarms() -> None:
     assert t3 == 0.45 and np.sum(s >= t3) == 3
 
 
+def test_a_deployed_threshold_keeps_every_caught_failure_with_the_fewest_healthy_alarms() -> None:
+    """With the failed entities' scores, the threshold catches what the lowest budget-keeping threshold catches,
+    and sits midway between the lowest caught failure and the highest healthy score below it."""
+    # 11 healthy at a 5% budget: none may alarm. The old edge (just above 6.8e-5) let an unseen host at
+    # 0.017 alarm; midway to the lowest caught failure (0.3) it does not.
+    healthy = np.array([0.000068] * 11)
+    failed = np.array([0.79, 0.54, 0.3, 0.00001])
+    t = threshold_for_far(healthy, 0.05, failed)
+    assert t == (0.000068 + 0.3) / 2 and np.sum(healthy >= t) == 0 and np.sum(failed >= t) == 3
+    assert threshold_for_far(healthy, 0.05) == np.nextafter(0.000068, 1)  # without them: the old edge
+    # 3 of 100 may alarm (0.9, 0.9, 0.5 would); the lowest caught failure is 0.95, so no healthy need alarm.
+    s = np.array([0.9, 0.9, 0.5, 0.4] + [0.1] * 96)
+    assert threshold_for_far(s, 0.03, np.array([0.95, 0.2])) == pytest.approx(0.925)
+    # A failure at 0.42 between the 4th (0.4) and 3rd (0.5) healthy: caught, so the 0.9s and 0.5 still alarm.
+    t = threshold_for_far(s, 0.03, np.array([0.42, 0.95]))
+    assert t == pytest.approx(0.41) and np.sum(s >= t) == 3
+
+
 def test_explanations_add_up_to_the_margin_and_carry_feature_values(disk_bundle: Bundle) -> None:
     feats = build_features(backblaze.read_backblaze([HDS]), DISK_SPEC).tail(50)
     reasons = top_contributions(disk_bundle, feats, n=5)
