@@ -87,11 +87,13 @@ KINDS: dict[str, FleetKind] = {
 def labeled_from_store(
     store: Store, kind: str, incidents: list[Incident], start: int | None, stop: int | None, horizon_hours: float
 ) -> pl.DataFrame:
-    """Feature rows with labels for one kind, from the store's telemetry and the given incidents."""
+    """Feature rows with labels for one kind, from the store's telemetry and the given incidents. The
+    telemetry's end is when incidents are known through (see `label_rows`' known_until)."""
     k = KINDS[kind]
     feats = build_features(k.frame(store, start, stop), k.spec)
     failures = incidents_frame(incidents, kind)
-    return label_rows(feats, failures, horizon_hours, k.spec.entity, k.spec.time)
+    end = feats[k.spec.time].max() if feats.height else None
+    return label_rows(feats, failures, horizon_hours, k.spec.entity, k.spec.time, known_until=end)
 
 
 def _network_anomaly_input(store: Store, start: int | None, stop: int | None) -> pl.DataFrame:

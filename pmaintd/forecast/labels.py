@@ -2,8 +2,12 @@
 
 A row scored at time t is positive when a failure of its entity lies in (t, t + H]. Rows at or after the
 entity's first failure are dropped: after a failure the entity is replaced or repaired, and its rows say nothing
-about the next failure. Incident files are CSV (header `time,kind,entity[,cause]`) or JSON lines with the same
-keys; a bad row is reported with its line number and the whole file is refused, so nothing is half-imported.
+about the next failure. Live telemetry is right-censored: a row of a healthy entity within H of the time
+incidents are known through cannot be labeled yet (tomorrow's failure is already ramping up in it), so
+`label_rows(..., known_until=...)` drops it instead of calling it a negative.
+
+Incident files are CSV (header `time,kind,entity[,cause]`) or JSON lines with the same keys; a bad row is
+reported with its line number and the whole file is refused, so nothing is half-imported.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -108,17 +113,29 @@ def incidents_frame(incidents: Iterable[Incident], kind: str) -> pl.DataFrame:
 
 
 def label_rows(
-    features: pl.DataFrame, failures: pl.DataFrame, horizon_hours: float, entity: str, time: str
+    features: pl.DataFrame,
+    failures: pl.DataFrame,
+    horizon_hours: float,
+    entity: str,
+    time: str,
+    known_until: datetime | None = None,
 ) -> pl.DataFrame:
     """Add `label` (1 when the entity fails in (t, t + horizon]) and drop rows at or after the failure.
 
     `failures` has columns entity, failure_time (from `incidents_frame`). The kept `failure_time` column
-    lets evaluation compute lead times.
+    lets evaluation compute lead times. With `known_until` (the time incidents are known through: the end of
+    live telemetry), rows of entities with no recorded failure are dropped where t + horizon > known_until:
+    their label is not known yet. Counting them as negatives taught the model that the precursors of
+    failures still to come are normal, and made the evaluation count those entities as false alarms.
+    Closed histories (Backblaze files) pass None: issue 4 defines a healthy drive by its last 7 days.
     """
     horizon = pl.duration(microseconds=int(horizon_hours * 3600 * 1_000_000))
     f = failures.rename({"entity": entity})
     out = features.join(f, on=entity, how="left")
     out = out.filter(pl.col("failure_time").is_null() | (pl.col(time) < pl.col("failure_time")))
+    if known_until is not None:
+        # A recorded failure settles every earlier row's label; without one, only rows a horizon old are known.
+        out = out.filter(pl.col("failure_time").is_not_null() | (pl.col(time) + horizon <= pl.lit(known_until)))
     return out.with_columns(
         (pl.col("failure_time").is_not_null() & (pl.col("failure_time") - pl.col(time) <= horizon))
         .cast(pl.Int8)

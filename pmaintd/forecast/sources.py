@@ -38,7 +38,9 @@ def labeled_for_retrain(
             frame = disk_frame(store, None, None)
             if frame.height:
                 feats = build_features(frame, spec)
-                parts.append(label_rows(feats, incidents_frame(known, kind), horizon_hours, spec.entity, spec.time))
+                failures = incidents_frame(known, kind)
+                end = feats[spec.time].max()
+                parts.append(label_rows(feats, failures, horizon_hours, spec.entity, spec.time, known_until=end))
                 hashes.append(f"store:{frame.height}:{frame['date'].max()}")
         if files:
             parts.append(labeled_from_frame(backblaze.read_backblaze(files), horizon_hours))

@@ -25,6 +25,23 @@ def test_positive_only_within_horizon_and_rows_from_failure_on_dropped() -> None
     assert out.filter(pl.col("serial_number") == "B")["label"].sum() == 0
 
 
+def test_rows_whose_outcome_is_not_known_yet_are_dropped_not_called_negative() -> None:
+    """Live telemetry ends now: a healthy entity's last horizon of rows may hold tomorrow's failure ramping up,
+    so with `known_until` they have no label. An entity that did fail keeps every row before its failure."""
+    days = [datetime(2016, 1, 1) + timedelta(days=i) for i in range(12)]
+    feats = pl.DataFrame({"serial_number": ["A"] * 12 + ["B"] * 12, "date": days * 2}).with_columns(
+        pl.col("date").dt.replace_time_zone("UTC")
+    )
+    fails = incidents_frame([Incident(parse_time("2016-01-12T00:00:00Z"), "disk", "A")], "disk")
+    end = feats["date"].max()  # Jan 12
+    out = label_rows(feats, fails, 72, "serial_number", "date", known_until=end)
+    a = out.filter(pl.col("serial_number") == "A")
+    assert a["label"].to_list() == [0] * 8 + [1] * 3  # Jan 1..11 kept: A's outcome is known
+    b = out.filter(pl.col("serial_number") == "B")
+    assert b["date"].max() == end - timedelta(days=3) and b["label"].sum() == 0  # Jan 10..12 unknown yet
+    assert label_rows(feats, fails, 72, "serial_number", "date").filter(pl.col("serial_number") == "B").height == 12
+
+
 def test_csv_and_json_lines(tmp_path: Path) -> None:
     c = tmp_path / "i.csv"
     c.write_text("time,kind,entity,cause\n2016-01-10T00:00:00Z,disk,ZA1,media\n2016-01-11,host,web-1,\n")
