@@ -29,6 +29,7 @@ def labeled_for_retrain(
     Backblaze files carry their own failure labels."""
     parts: list[pl.DataFrame] = []
     hashes: list[str] = []
+    store_rows = 0  # feature rows the store had before labels were known (see `label_rows`' known_until)
     known = list(extra)
     if store is not None:
         known += incidents.read(store, kind, 0, None, incidents.FAILURE)
@@ -38,6 +39,7 @@ def labeled_for_retrain(
             frame = disk_frame(store, None, None)
             if frame.height:
                 feats = build_features(frame, spec)
+                store_rows = feats.height
                 failures = incidents_frame(known, kind)
                 end = feats[spec.time].max()
                 parts.append(label_rows(feats, failures, horizon_hours, spec.entity, spec.time, known_until=end))
@@ -51,7 +53,15 @@ def labeled_for_retrain(
             raise RetrainDataError(f"{kind} models train on the store's telemetry; do not pass --no-store")
         parts.append(labeled_from_store(store, kind, known, None, None, horizon_hours))
         hashes.append(f"store:{parts[0].height}")
+        if not parts[0].height:
+            store_rows = FLEET_KINDS[kind].frame(store, None, None).height
     parts = [p for p in parts if p.height]
+    if not parts and store_rows:
+        raise RetrainDataError(
+            f"the store's {kind} telemetry is all from the last {horizon_hours:g} hours (the forecast horizon): "
+            "whether those entities fail within it is not known yet, so nothing can be labeled; retrain once "
+            "there is telemetry older than the horizon" + (" (or pass --backblaze files)" if kind == "disk" else "")
+        )
     if not parts:
         raise RetrainDataError(f"no {kind} telemetry to train on (store empty and no files given)")
     labeled = pl.concat(parts, how="diagonal_relaxed").unique(subset=[spec.entity, spec.time], keep="first")

@@ -12,7 +12,7 @@ from pmaintd.forecast import incidents as inc
 from pmaintd.forecast.bundle import Registry, load
 from pmaintd.forecast.labels import Incident
 from pmaintd.forecast.retrain import retrain
-from pmaintd.forecast.sources import FALSE_ALARM_WEIGHT, labeled_for_retrain
+from pmaintd.forecast.sources import FALSE_ALARM_WEIGHT, RetrainDataError, labeled_for_retrain
 from pmaintd.forecast.train import TrainOptions
 from pmaintd.simulate import NS, FleetSpec, simulate
 from pmaintd.store.sqlite import SqliteStore
@@ -64,3 +64,19 @@ def test_false_alarm_marks_weigh_the_rows_before_them(store: SqliteStore) -> Non
     assert set(heavy["host"]) == {healthy}
     assert heavy.height == 24 and (heavy["label"] == 0).all()  # the horizon before the mark, hourly steps
     assert heavy["weight"].unique().to_list() == [FALSE_ALARM_WEIGHT]
+
+
+def test_a_store_younger_than_the_horizon_is_refused_with_why(tmp_path: Path) -> None:
+    """Twenty hours of telemetry and a 24-hour horizon, no failure yet: no row's outcome is known, and the
+    error says so instead of calling the store empty."""
+    st = SqliteStore(tmp_path / "young.db", retention_s=10 * 365 * 86400)
+    young = FleetSpec(hosts=6, disks_per_host=1, days=20 / 24, step_s=3600, seed=1,
+                      host_failure_fraction=0.0, link_failure_fraction=0.0, disk_failure_fraction=0.0)
+    batches, failures = simulate(young, START)
+    assert not failures
+    for b in batches:
+        st.write(b)
+    for kind, horizon in (("host", 24), ("disk", 168)):
+        with pytest.raises(RetrainDataError, match=r"all from the last \d+ hours .* not known yet"):
+            labeled_for_retrain(kind, st, [], [], horizon)
+    st.close()
