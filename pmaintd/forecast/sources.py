@@ -68,6 +68,11 @@ def labeled_for_retrain(
     labeled = labeled.sort(spec.entity, spec.time)
     if labeled["label"].sum() == 0:
         raise RetrainDataError(f"no {kind} failures in the data: record incidents (pmaintd incidents import FILE)")
+    if labeled["label"].min() == 1:
+        raise RetrainDataError(
+            f"no {kind} row is known to be healthy yet: every row is within {horizon_hours:g} hours of a failure or "
+            "of the end of the telemetry; retrain once there is telemetry older than the horizon"
+        )
     if store is not None:
         labeled = weight_false_alarms(
             labeled, incidents.read(store, kind, 0, None, incidents.FALSE_ALARM), spec, horizon_hours

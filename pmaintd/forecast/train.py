@@ -244,6 +244,8 @@ def fit(
     test = df.filter(pl.col("part") == "test")
     if train["label"].sum() == 0 or calib["label"].sum() == 0:
         raise ValueError("not enough failures to train: each of the train and calibration parts needs at least one")
+    if train["label"].min() == 1:
+        raise ValueError("no healthy rows to train on: the train part holds only rows within the horizon of a failure")
     log(f"train rows {train.height} ({int(train['label'].sum())} positive), calib {calib.height}, test {test.height}")
 
     params = _booster_params(opts)

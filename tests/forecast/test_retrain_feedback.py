@@ -80,3 +80,17 @@ def test_a_store_younger_than_the_horizon_is_refused_with_why(tmp_path: Path) ->
         with pytest.raises(RetrainDataError, match=r"all from the last \d+ hours .* not known yet"):
             labeled_for_retrain(kind, st, [], [], horizon)
     st.close()
+
+
+def test_a_young_store_with_failures_but_no_known_healthy_row_is_refused_with_why(tmp_path: Path) -> None:
+    """Twenty hours, half the hosts fail: every row is a positive or not labeled yet. LightGBM would stop on
+    a one-class Dataset with an error about `min_data_in_leaf`; retrain says what is missing instead."""
+    st = SqliteStore(tmp_path / "young.db", retention_s=10 * 365 * 86400)
+    batches, failures = simulate(FleetSpec(hosts=40, disks_per_host=1, days=20 / 24, step_s=3600, seed=1,
+                                           host_failure_fraction=0.5), START)
+    for b in batches:
+        st.write(b)
+    inc.record(st, failures, "simulator")
+    with pytest.raises(RetrainDataError, match="no host row is known to be healthy yet"):
+        labeled_for_retrain("host", st, [], [], 24)
+    st.close()
