@@ -1,4 +1,4 @@
-"""Host and network kinds: their feature specs, their input frames from the store, and labeled training data.
+"""Host and network kinds: their feature specs, their input frames from the store, and their anomaly scores.
 
 Both use an hourly step and a 24-hour horizon. Hosts read CPU, memory, load, EDAC memory errors,
 temperatures and their disks' SMART state, plus the unsupervised anomaly score of their load and memory (so a
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from pmaintd.forecast.anomaly import entity_scores
-from pmaintd.forecast.features import FeatureSpec, build_features
+from pmaintd.forecast.features import FeatureSpec
 from pmaintd.forecast.inputs import host_input, network_input
-from pmaintd.forecast.labels import Incident, incidents_frame, label_rows
 from pmaintd.store import Store
 from pmaintd.telemetry import ANOMALY, Point
 
@@ -82,18 +81,6 @@ KINDS: dict[str, FleetKind] = {
     "host": FleetKind(HOST_SPEC, host_frame, history_hours=ANOMALY_HISTORY_HOURS),
     "network": FleetKind(NETWORK_SPEC, network_input),
 }
-
-
-def labeled_from_store(
-    store: Store, kind: str, incidents: list[Incident], start: int | None, stop: int | None, horizon_hours: float
-) -> pl.DataFrame:
-    """Feature rows with labels for one kind, from the store's telemetry and the given incidents. The
-    telemetry's end is when incidents are known through (see `label_rows`' known_until)."""
-    k = KINDS[kind]
-    feats = build_features(k.frame(store, start, stop), k.spec)
-    failures = incidents_frame(incidents, kind)
-    end = feats[k.spec.time].max() if feats.height else None
-    return label_rows(feats, failures, horizon_hours, k.spec.entity, k.spec.time, known_until=end)
 
 
 def _network_anomaly_input(store: Store, start: int | None, stop: int | None) -> pl.DataFrame:

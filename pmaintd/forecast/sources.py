@@ -11,7 +11,6 @@ from pmaintd.forecast import backblaze, incidents
 from pmaintd.forecast.disk import labeled_from_frame
 from pmaintd.forecast.features import DISK_SPEC, FeatureSpec, build_features
 from pmaintd.forecast.fleet import KINDS as FLEET_KINDS
-from pmaintd.forecast.fleet import labeled_from_store
 from pmaintd.forecast.labels import Incident, incidents_frame, label_rows
 from pmaintd.forecast.scoring import disk_frame
 from pmaintd.forecast.train import file_hash
@@ -22,6 +21,16 @@ class RetrainDataError(Exception):
     """There is nothing (or not enough) to train on; the message says what is missing."""
 
 
+def labeled_live(
+    frame: pl.DataFrame, spec: FeatureSpec, known: Sequence[Incident], horizon_hours: float
+) -> pl.DataFrame:
+    """Labeled feature rows of live telemetry (a kind's frame read from the store): the telemetry's end is
+    when the incidents are known through, so a healthy entity's last horizon is left out (`label_rows`)."""
+    feats = build_features(frame, spec)
+    end = feats[spec.time].max() if feats.height else None
+    return label_rows(feats, incidents_frame(known, spec.kind), horizon_hours, spec.entity, spec.time, known_until=end)
+
+
 def labeled_for_retrain(
     kind: str, store: Store | None, extra: Sequence[Incident], files: Sequence[Path], horizon_hours: float
 ) -> tuple[pl.DataFrame, FeatureSpec, str]:
@@ -29,7 +38,7 @@ def labeled_for_retrain(
     Backblaze files carry their own failure labels."""
     parts: list[pl.DataFrame] = []
     hashes: list[str] = []
-    store_rows = 0  # feature rows the store had before labels were known (see `label_rows`' known_until)
+    store_rows = 0  # telemetry rows the store had, labeled or not yet (see `labeled_live`)
     known = list(extra)
     if store is not None:
         known += incidents.read(store, kind, 0, None, incidents.FAILURE)
@@ -37,12 +46,9 @@ def labeled_for_retrain(
         spec = DISK_SPEC
         if store is not None:
             frame = disk_frame(store, None, None)
+            store_rows = frame.height
             if frame.height:
-                feats = build_features(frame, spec)
-                store_rows = feats.height
-                failures = incidents_frame(known, kind)
-                end = feats[spec.time].max()
-                parts.append(label_rows(feats, failures, horizon_hours, spec.entity, spec.time, known_until=end))
+                parts.append(labeled_live(frame, spec, known, horizon_hours))
                 hashes.append(f"store:{frame.height}:{frame['date'].max()}")
         if files:
             parts.append(labeled_from_frame(backblaze.read_backblaze(files), horizon_hours))
@@ -51,10 +57,10 @@ def labeled_for_retrain(
         spec = FLEET_KINDS[kind].spec
         if store is None:
             raise RetrainDataError(f"{kind} models train on the store's telemetry; do not pass --no-store")
-        parts.append(labeled_from_store(store, kind, known, None, None, horizon_hours))
+        frame = FLEET_KINDS[kind].frame(store, None, None)
+        store_rows = frame.height
+        parts.append(labeled_live(frame, spec, known, horizon_hours))
         hashes.append(f"store:{parts[0].height}")
-        if not parts[0].height:
-            store_rows = FLEET_KINDS[kind].frame(store, None, None).height
     parts = [p for p in parts if p.height]
     if not parts and store_rows:
         raise RetrainDataError(

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from pmaintd.forecast.features import FeatureSpec, build_features
-from pmaintd.forecast.fleet import HOST_SPEC, KINDS, NETWORK_SPEC, anomaly_points, labeled_from_store
+from pmaintd.forecast.fleet import HOST_SPEC, KINDS, NETWORK_SPEC, anomaly_points
 from pmaintd.forecast.labels import Incident
+from pmaintd.forecast.sources import labeled_live
 from pmaintd.forecast.train import TrainOptions, fit
 from pmaintd.simulate import NS, FleetSpec, simulate
 from pmaintd.store.sqlite import SqliteStore
@@ -69,7 +70,7 @@ def test_model_alarms_ahead_of_simulated_failures(
     fleet: tuple[SqliteStore, list[Incident]], kind: str, spec: FeatureSpec
 ) -> None:
     store, incidents = fleet
-    labeled = labeled_from_store(store, kind, incidents, None, None, 24)
+    labeled = labeled_live(KINDS[kind].frame(store, None, None), spec, incidents, 24)
     assert labeled["label"].sum() > 0
     bundle, _ = fit(
         labeled,
