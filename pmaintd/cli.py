@@ -901,10 +901,14 @@ def _backtest_bundle(model: Path | None, app: App, kind: str) -> tuple[Any, str]
               help="Cross-validate in this many drive folds and print the figures instead of writing a bundle.")
 @click.option("--valid-from", help="ISO date: train before it, evaluate from it on (time- and drive-disjoint).")
 @click.option("--no-baselines", is_flag=True, help="Skip the Backblaze-rule and plain-LightGBM reference baselines.")
+@click.option("--seed", "model_seed", type=int, default=None,
+              help="Seed of the negative subsampling and LightGBM; the drive split stays the same, so runs with "
+                   "different seeds show how much of a figure is chance.  [default: the split's seed]")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
 def train_cmd(app: App, kind: str, files: tuple[Path, ...], history_files: tuple[Path, ...], output: Path | None,
-              folds: int | None, valid_from: str | None, no_baselines: bool, as_json: bool) -> None:
+              folds: int | None, valid_from: str | None, no_baselines: bool, model_seed: int | None,
+              as_json: bool) -> None:
     """Train a disk model from Backblaze files (how the shipped models/disk bundle was made); prints the
     per-drive metrics on drives the model never saw, beside the two baselines."""
     from pmaintd.forecast.backblaze import BackblazeFormatError
@@ -920,7 +924,8 @@ def train_cmd(app: App, kind: str, files: tuple[Path, ...], history_files: tuple
             raise click.BadParameter(f"{valid_from!r} is not an ISO date, e.g. 2016-01-01",
                                      param_hint="--valid-from") from None
     fc = app.config.forecast
-    opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget, valid_from=valid_from)
+    opts = TrainOptions(horizon_hours=fc.horizon_hours(kind), far_budget=fc.false_alarm_budget, valid_from=valid_from,
+                        model_seed=model_seed)
     try:
         if folds is not None:
             print_json(cross_validate_backblaze(list(files), opts, folds, _stderr_log, list(history_files)))

@@ -49,6 +49,10 @@ class TrainOptions:
     min_data_in_leaf: int = 200
     num_threads: int = 2
     seed: int = 20130410
+    """Salts the entity split (and, unless `model_seed` is set, the training's randomness)."""
+    model_seed: int | None = None
+    """Seed of the negative subsampling and of LightGBM, with the split kept: runs that differ only in it
+    measure how much a recipe's figures owe to chance (see models/disk/MODEL_CARD.md, Limits)."""
     valid_from: str | None = None
     """ISO time: train only on rows before it, learn group tables only from failures before it, and evaluate
     calib/test only on rows from it on (time- and entity-disjoint)."""
@@ -109,12 +113,16 @@ def _subsample(train: pl.DataFrame, rate: float, seed: int, entity: str, time: s
     return train.filter(keep)
 
 
+def _model_seed(opts: TrainOptions) -> int:
+    return opts.seed if opts.model_seed is None else opts.model_seed
+
+
 def _training_rows(df: pl.DataFrame, opts: TrainOptions, ent: str, tm: str) -> pl.DataFrame:
     """The train part's rows LightGBM sees: positives, and subsampled negatives (see `failed_negatives`)."""
     train = df.filter(pl.col("part") == "train")
     if not opts.failed_negatives:
         train = train.filter((pl.col("label") == 1) | pl.col("failure_time").is_null())
-    return _subsample(train, opts.negative_rate, opts.seed, ent, tm)
+    return _subsample(train, opts.negative_rate, _model_seed(opts), ent, tm)
 
 
 def _group_table(train: pl.DataFrame, spec: FeatureSpec, opts: TrainOptions) -> GroupTable | None:
@@ -140,7 +148,7 @@ def extra_negative_rows(extra: pl.DataFrame, spec: FeatureSpec, opts: TrainOptio
     rows = extra.filter(base.is_in(train_ents.implode()))
     if opts.valid_from:
         rows = rows.filter(pl.col(spec.time) < utc_time(opts.valid_from) - _horizon(opts))
-    return _subsample(rows, opts.negative_rate, opts.seed, spec.entity, spec.time)
+    return _subsample(rows, opts.negative_rate, _model_seed(opts), spec.entity, spec.time)
 
 
 def utc_time(iso: str) -> pl.Expr:
@@ -164,7 +172,7 @@ def _booster_params(opts: TrainOptions) -> dict[str, Any]:
         "lambda_l2": 1.0,
         "metric": "average_precision",
         "num_threads": opts.num_threads,
-        "seed": opts.seed,
+        "seed": _model_seed(opts),
         "deterministic": True,
         "force_row_wise": True,
         "verbosity": -1,
@@ -308,6 +316,7 @@ def fit(
         "rows": {"train": train.height, "calib": calib.height, "test": test.height},
         "trees": booster.num_trees(),
         "split": {"fractions": list(opts.fractions), "seed": opts.seed, "valid_from": opts.valid_from},
+        "model_seed": _model_seed(opts),
     }
     return bundle, test_scored
 

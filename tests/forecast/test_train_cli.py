@@ -42,10 +42,11 @@ def test_folds_test_every_drive_once_and_print_figures(tmp_path: Path) -> None:
 
 
 def test_training_writes_a_bundle_and_prints_the_table_and_where_alarms_come_from(tmp_path: Path) -> None:
-    r = _train(tmp_path, "--histories", str(HISTORIES), "--output", str(tmp_path / "m"))
+    r = _train(tmp_path, "--histories", str(HISTORIES), "--output", str(tmp_path / "m"), "--seed", "5")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m" / "model.txt").is_file()
     meta = json.loads((tmp_path / "m" / "bundle.json").read_text())
+    assert meta["metrics"]["model_seed"] == 5 and meta["metrics"]["split"]["seed"] != 5
     w = meta["metrics"]["test_by_warning"]
     failed = meta["metrics"]["test"]["entities_failed"]
     assert w["failed_warned"] + w["failed_silent"] == failed
