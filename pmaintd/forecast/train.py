@@ -67,6 +67,11 @@ class TrainOptions:
     next one the calibration part, the rest train (`fractions` is then not used)."""
     params: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def training_seed(self) -> int:
+        """The seed negative subsampling and LightGBM use: `model_seed`, else the split's `seed`."""
+        return self.seed if self.model_seed is None else self.model_seed
+
 
 def entity_parts(
     entities: pl.Series, fractions: Sequence[float], seed: int, fold: tuple[int, int] | None = None
@@ -113,16 +118,12 @@ def _subsample(train: pl.DataFrame, rate: float, seed: int, entity: str, time: s
     return train.filter(keep)
 
 
-def _model_seed(opts: TrainOptions) -> int:
-    return opts.seed if opts.model_seed is None else opts.model_seed
-
-
 def _training_rows(df: pl.DataFrame, opts: TrainOptions, ent: str, tm: str) -> pl.DataFrame:
     """The train part's rows LightGBM sees: positives, and subsampled negatives (see `failed_negatives`)."""
     train = df.filter(pl.col("part") == "train")
     if not opts.failed_negatives:
         train = train.filter((pl.col("label") == 1) | pl.col("failure_time").is_null())
-    return _subsample(train, opts.negative_rate, _model_seed(opts), ent, tm)
+    return _subsample(train, opts.negative_rate, opts.training_seed, ent, tm)
 
 
 def _group_table(train: pl.DataFrame, spec: FeatureSpec, opts: TrainOptions) -> GroupTable | None:
@@ -148,7 +149,7 @@ def extra_negative_rows(extra: pl.DataFrame, spec: FeatureSpec, opts: TrainOptio
     rows = extra.filter(base.is_in(train_ents.implode()))
     if opts.valid_from:
         rows = rows.filter(pl.col(spec.time) < utc_time(opts.valid_from) - _horizon(opts))
-    return _subsample(rows, opts.negative_rate, _model_seed(opts), spec.entity, spec.time)
+    return _subsample(rows, opts.negative_rate, opts.training_seed, spec.entity, spec.time)
 
 
 def utc_time(iso: str) -> pl.Expr:
@@ -172,7 +173,7 @@ def _booster_params(opts: TrainOptions) -> dict[str, Any]:
         "lambda_l2": 1.0,
         "metric": "average_precision",
         "num_threads": opts.num_threads,
-        "seed": _model_seed(opts),
+        "seed": opts.training_seed,
         "deterministic": True,
         "force_row_wise": True,
         "verbosity": -1,
@@ -316,7 +317,7 @@ def fit(
         "rows": {"train": train.height, "calib": calib.height, "test": test.height},
         "trees": booster.num_trees(),
         "split": {"fractions": list(opts.fractions), "seed": opts.seed, "valid_from": opts.valid_from},
-        "model_seed": _model_seed(opts),
+        "model_seed": opts.training_seed,
     }
     return bundle, test_scored
 
