@@ -600,10 +600,12 @@ def test_retrain_job_trains_promotes_and_the_forecast_job_picks_it_up(tmp_path, 
 
     listen = f"127.0.0.1:{free_tcp_port()}"
     # retention: the sample's 120 days must survive the daemon's housekeeping (30 days by default).
-    # finetune_below_failures = 0: train the challenger from scratch (fine-tuning the shipped model is
-    # pmaintd.forecast's own path, tested there).
+    # The challenger is fine-tuned from the shipped model, the daemon's default below 200 failures (the sample
+    # has 80). Trained from scratch instead, the gate's verdict was a coin flip decided by the day the test ran:
+    # the sample is shifted to end today, which redraws the row-hash negative subsample, and the recent window
+    # holds 1 failure and 67 healthy drives, so one more false alarm (2 of 67) refused it on 29 of 54 dates.
     extra = (
-        '[forecast]\ninterval = "2s"\nkinds = ["disk"]\nmin_history = "1d"\nfinetune_below_failures = 0\n'
+        '[forecast]\ninterval = "2s"\nkinds = ["disk"]\nmin_history = "1d"\n'
         '[store]\nretention = "3650d"\n'
     )
     cfg = make_config(listen, extra=extra).replace("[daemon]\n", '[daemon]\nretrain_interval = "2s"\n')
